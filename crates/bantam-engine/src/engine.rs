@@ -1,0 +1,374 @@
+//! [`Engine`]: one loaded model and the thread that serves it.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bantam_llama::{Context, ContextParams, Model, ModelParams};
+use bantam_types::generate::{GenerateEvent, GenerateRequest, Prompt};
+use serde::Serialize;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::config::{physical_cores, EngineConfig};
+use crate::scheduler::{Command, Job, SchedConfig, Scheduler};
+use crate::template::{family_template, ChatTemplate, TemplateMessage, TemplateSource};
+use crate::EngineError;
+
+/// Facts about a loaded model.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    /// Name it is served under.
+    pub name: String,
+    /// GGUF file.
+    pub path: PathBuf,
+    /// `general.architecture`.
+    pub architecture: String,
+    /// llama.cpp's description (`llama 135M Q4_1`).
+    pub description: String,
+    /// Parameters.
+    pub n_params: u64,
+    /// Weight bytes.
+    pub size_bytes: u64,
+    /// Training context.
+    pub n_ctx_train: u32,
+    /// Context per request as served.
+    pub ctx_size: u32,
+    /// Concurrent sequences.
+    pub parallel: u32,
+    /// Threads.
+    pub threads: u32,
+    /// Vocabulary size.
+    pub n_vocab: usize,
+    /// Where the chat template came from, if there is one.
+    pub template: Option<TemplateSource>,
+    /// Seconds to load weights and create the context.
+    pub load_secs: f64,
+}
+
+/// A stream of events for one request. Dropping it cancels the request.
+#[derive(Debug)]
+pub struct EventStream {
+    rx: UnboundedReceiver<Result<GenerateEvent, EngineError>>,
+    prompt_tokens: usize,
+}
+
+impl EventStream {
+    /// Next event; `None` after `Done` or an error.
+    pub async fn next(&mut self) -> Option<Result<GenerateEvent, EngineError>> {
+        self.rx.recv().await
+    }
+
+    /// Blocking variant for non-async callers (the CLI).
+    pub fn blocking_next(&mut self) -> Option<Result<GenerateEvent, EngineError>> {
+        self.rx.blocking_recv()
+    }
+
+    /// Number of prompt tokens.
+    pub fn prompt_tokens(&self) -> usize {
+        self.prompt_tokens
+    }
+}
+
+/// One loaded model, served by its own thread.
+pub struct Engine {
+    model: Arc<Model>,
+    info: ModelInfo,
+    template: Option<ChatTemplate>,
+    cfg: EngineConfig,
+    ctx_per_seq: usize,
+    tx: Mutex<Sender<Command>>,
+    inflight: Arc<AtomicUsize>,
+    last_used: Mutex<Instant>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("info", &self.info).finish()
+    }
+}
+
+impl Engine {
+    /// Load `path` and start serving it as `name`. `stored_template` is a chat
+    /// template kept with the model in the store; it wins over the GGUF's.
+    pub fn load(
+        name: &str,
+        path: &Path,
+        cfg: &EngineConfig,
+        stored_template: Option<&str>,
+    ) -> Result<Self, EngineError> {
+        let started = Instant::now();
+        let load_err = |reason: String| EngineError::Load {
+            model: name.to_string(),
+            reason,
+        };
+        let rt = bantam_llama::runtime();
+        let model = Arc::new(
+            Model::load(
+                rt,
+                path,
+                &ModelParams {
+                    use_mmap: cfg.mmap,
+                    ..ModelParams::default()
+                },
+            )
+            .map_err(|e| load_err(e.to_string()))?,
+        );
+        let template = resolve_template(&model, stored_template)?;
+        let n_ctx_train = model.n_ctx_train().max(1);
+        let ctx_per_seq = if cfg.ctx_size > 0 {
+            cfg.ctx_size
+        } else {
+            n_ctx_train.min(4096)
+        };
+        let parallel = cfg.parallel.max(1);
+        let threads = if cfg.threads > 0 {
+            cfg.threads
+        } else {
+            physical_cores()
+        };
+        let batch_size = cfg.batch_size.max(parallel).max(32);
+        let params = ContextParams {
+            n_ctx: ctx_per_seq * parallel,
+            n_batch: batch_size,
+            n_ubatch: batch_size,
+            n_seq_max: parallel,
+            n_threads: threads as i32,
+            n_threads_batch: threads as i32,
+            flash_attention: cfg.flash_attention.into(),
+            kv_unified: cfg.kv_unified,
+            embeddings: false,
+        };
+        let inflight = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = mpsc::channel::<Command>();
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+        let sched_cfg = SchedConfig {
+            ctx_per_seq: ctx_per_seq as usize,
+            batch_size: batch_size as usize,
+            prefix_cache: cfg.prefix_cache,
+            kv_unified: cfg.kv_unified,
+        };
+        let thread_model = model.clone();
+        let thread_inflight = inflight.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("engine:{name}"))
+            .spawn(move || {
+                // The context is created on the thread that drives it.
+                let ctx = match Context::new(thread_model, &params) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                Scheduler::new(ctx, parallel as usize, sched_cfg, thread_inflight).run(rx);
+            })
+            .map_err(|e| load_err(e.to_string()))?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(load_err(e)),
+            Err(_) => return Err(load_err("engine thread exited during start-up".into())),
+        }
+        let info = ModelInfo {
+            name: name.to_string(),
+            path: path.to_path_buf(),
+            architecture: model.meta("general.architecture").unwrap_or_default(),
+            description: model.description(),
+            n_params: model.n_params(),
+            size_bytes: model.size_bytes(),
+            n_ctx_train,
+            ctx_size: ctx_per_seq,
+            parallel,
+            threads,
+            n_vocab: model.n_vocab(),
+            template: template.as_ref().map(ChatTemplate::origin),
+            load_secs: started.elapsed().as_secs_f64(),
+        };
+        tracing::info!(
+            model = name,
+            secs = info.load_secs,
+            ctx = ctx_per_seq,
+            parallel,
+            threads,
+            "model loaded"
+        );
+        Ok(Self {
+            model,
+            info,
+            template,
+            cfg: cfg.clone(),
+            ctx_per_seq: ctx_per_seq as usize,
+            tx: Mutex::new(tx),
+            inflight,
+            last_used: Mutex::new(Instant::now()),
+            thread: Some(thread),
+        })
+    }
+
+    /// Facts about the model.
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    /// The engine configuration it was loaded with.
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    /// The shared model (tokenizer and metadata).
+    pub fn model(&self) -> &Arc<Model> {
+        &self.model
+    }
+
+    /// Requests queued or running.
+    pub fn inflight(&self) -> usize {
+        self.inflight.load(Ordering::SeqCst)
+    }
+
+    /// Time since the last request was submitted.
+    pub fn idle_for(&self) -> Duration {
+        self.last_used
+            .lock()
+            .map(|t| t.elapsed())
+            .unwrap_or_default()
+    }
+
+    /// The chat template, if the model has one.
+    pub fn template(&self) -> Option<&ChatTemplate> {
+        self.template.as_ref()
+    }
+
+    /// Render a conversation with the model's chat template (ending with the
+    /// assistant's turn opened).
+    pub fn render_chat(
+        &self,
+        messages: &[TemplateMessage],
+        tools: Option<&serde_json::Value>,
+    ) -> Result<Prompt, EngineError> {
+        let t = self.template.as_ref().ok_or_else(|| {
+            EngineError::Template(format!(
+                "model {} has no chat template and its family ({}) has no standard one; \
+                 use /v1/completions, or store a template with `bantam import --template FILE`",
+                self.info.name, self.info.architecture
+            ))
+        })?;
+        let text = t.render(messages, true, tools)?;
+        Ok(Prompt::Text {
+            text,
+            special: true,
+            add_bos: true,
+        })
+    }
+
+    /// Tokenise a prompt as the engine will.
+    pub fn tokenize(&self, prompt: &Prompt) -> Result<Vec<i32>, EngineError> {
+        match prompt {
+            Prompt::Text {
+                text,
+                special,
+                add_bos,
+            } => {
+                let mut toks = self.model.tokenize(text, false, *special);
+                if *add_bos && self.model.adds_bos() {
+                    if let Some(bos) = self.model.bos() {
+                        if toks.first() != Some(&bos) {
+                            toks.insert(0, bos);
+                        }
+                    }
+                }
+                Ok(toks)
+            }
+            Prompt::Tokens(t) => {
+                let n = self.model.n_vocab() as i32;
+                if let Some(bad) = t.iter().find(|&&x| x < 0 || x >= n) {
+                    return Err(EngineError::BadToken(*bad));
+                }
+                Ok(t.clone())
+            }
+        }
+    }
+
+    /// Queue a request. Fails at once if the prompt does not fit or the queue is full;
+    /// otherwise events arrive on the returned stream.
+    pub fn generate(&self, req: GenerateRequest) -> Result<EventStream, EngineError> {
+        let tokens = self.tokenize(&req.prompt)?;
+        if tokens.is_empty() {
+            return Err(EngineError::EmptyPrompt);
+        }
+        if tokens.len() >= self.ctx_per_seq {
+            return Err(EngineError::ContextOverflow {
+                prompt_tokens: tokens.len(),
+                ctx_size: self.ctx_per_seq,
+            });
+        }
+        let limit = self.info.parallel as usize + self.cfg.max_queue as usize;
+        let prev = self.inflight.fetch_add(1, Ordering::SeqCst);
+        if prev >= limit {
+            self.inflight.fetch_sub(1, Ordering::SeqCst);
+            return Err(EngineError::QueueFull {
+                model: self.info.name.clone(),
+                waiting: prev.saturating_sub(self.info.parallel as usize),
+            });
+        }
+        if let Ok(mut t) = self.last_used.lock() {
+            *t = Instant::now();
+        }
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let prompt_tokens = tokens.len();
+        let job = Job {
+            tokens,
+            req,
+            tx,
+            enqueued: Instant::now(),
+        };
+        let sent = self
+            .tx
+            .lock()
+            .map(|s| s.send(Command::Generate(job)).is_ok())
+            .unwrap_or(false);
+        if !sent {
+            self.inflight.fetch_sub(1, Ordering::SeqCst);
+            return Err(EngineError::Stopped);
+        }
+        Ok(EventStream { rx, prompt_tokens })
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if let Ok(tx) = self.tx.lock() {
+            let _ = tx.send(Command::Shutdown);
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        tracing::info!(model = %self.info.name, "model unloaded");
+    }
+}
+
+fn resolve_template(
+    model: &Model,
+    stored: Option<&str>,
+) -> Result<Option<ChatTemplate>, EngineError> {
+    let bos = model.bos().map(|t| model.token_text(t)).unwrap_or_default();
+    let eos = model.eos().map(|t| model.token_text(t)).unwrap_or_default();
+    if let Some(src) = stored {
+        return ChatTemplate::new(src.to_string(), TemplateSource::Stored, bos, eos).map(Some);
+    }
+    if let Some(src) = model.chat_template() {
+        return ChatTemplate::new(src, TemplateSource::Gguf, bos, eos).map(Some);
+    }
+    let arch = model.meta("general.architecture").unwrap_or_default();
+    let has_token = |text: &str| {
+        let toks = model.tokenize(text, false, true);
+        toks.len() == 1 && model.is_control(toks[0])
+    };
+    match family_template(&arch, has_token) {
+        Some(src) => ChatTemplate::new(src.to_string(), TemplateSource::Family, bos, eos).map(Some),
+        None => Ok(None),
+    }
+}

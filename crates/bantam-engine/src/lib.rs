@@ -1,0 +1,35 @@
+//! Bantam's inference engine.
+//!
+//! * [`Engine`] — one loaded model served by its own OS thread: a continuous-batching
+//!   scheduler over a fixed number of sequence slots sharing one llama.cpp context, with
+//!   prompt-prefix reuse across requests (see [`scheduler`]).
+//! * [`ModelPool`] — several engines at once, loaded on demand and unloaded when idle
+//!   (keep-alive, least-recently-used), like Ollama.
+//! * [`sampler`], [`stop`], [`detok`] — per-request token selection, stop strings and
+//!   incremental UTF-8 decoding, independent of llama.cpp and unit-tested here.
+//! * [`template`] — chat templates rendered from the model's own Jinja template, with
+//!   family fallbacks for models that ship none.
+//!
+//! Concurrency: the engine thread owns the llama.cpp context exclusively; everything
+//! else talks to it over channels. The shared [`bantam_llama::Model`] is read-only.
+
+pub mod config;
+pub mod detok;
+mod engine;
+mod error;
+mod pool;
+pub mod sampler;
+pub mod scheduler;
+pub mod stop;
+pub mod template;
+
+pub use config::{EngineConfig, PoolConfig};
+pub use engine::{Engine, EventStream, ModelInfo};
+pub use error::EngineError;
+pub use pool::{ModelPool, ModelResolver, ResolvedModel};
+
+/// What llama.cpp found on this machine: the CPU kernel variant chosen at run time,
+/// devices and features (initialises llama.cpp on first call).
+pub fn runtime_info() -> bantam_llama::RuntimeInfo {
+    bantam_llama::runtime().info().clone()
+}

@@ -1,0 +1,319 @@
+//! Chat templates: the model's own Jinja template, rendered with minijinja.
+//!
+//! Source of the template, in order: one stored with the model (like Ollama's
+//! Modelfile `TEMPLATE`), the GGUF's `tokenizer.chat_template`, then the standard
+//! template of the model's family. A model with none of these is an error that says
+//! how to add one — never a silent concatenation of messages.
+
+use minijinja::{Environment, Error, ErrorKind, Value};
+use serde::Serialize;
+
+use crate::EngineError;
+
+/// A message as templates expect it (`content` flattened to a string).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TemplateMessage {
+    /// Role.
+    pub role: String,
+    /// Text content.
+    pub content: String,
+    /// Tool calls of an assistant message, passed through to templates that use them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<serde_json::Value>,
+    /// Id of the tool call a `tool` message answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    /// Participant name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl TemplateMessage {
+    /// A plain text message.
+    pub fn new(role: &str, content: &str) -> Self {
+        Self {
+            role: role.to_string(),
+            content: content.to_string(),
+            tool_calls: None,
+            tool_call_id: None,
+            name: None,
+        }
+    }
+}
+
+/// Where a template came from (shown by `bantam show`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TemplateSource {
+    /// Stored with the model in Bantam's store.
+    Stored,
+    /// The GGUF's own `tokenizer.chat_template`.
+    Gguf,
+    /// Bantam's standard template for the model's family.
+    Family,
+}
+
+/// A compiled chat template plus the special-token strings it needs.
+#[derive(Debug, Clone)]
+pub struct ChatTemplate {
+    source: String,
+    origin: TemplateSource,
+    bos_token: String,
+    eos_token: String,
+}
+
+/// Gemma's turn format (Gemma 1–3), for Gemma models that ship without a template.
+const GEMMA_TEMPLATE: &str = r#"{{ bos_token }}
+{%- if messages and messages[0].role == 'system' -%}
+  {%- set prefix = messages[0].content ~ '\n\n' -%}
+  {%- set rest = messages[1:] -%}
+{%- else -%}
+  {%- set prefix = '' -%}
+  {%- set rest = messages -%}
+{%- endif -%}
+{%- for m in rest -%}
+  {%- set role = 'model' if m.role == 'assistant' else m.role -%}
+  {{ '<start_of_turn>' ~ role ~ '\n' ~ (prefix if loop.first else '') ~ (m.content | trim) ~ '<end_of_turn>\n' }}
+{%- endfor -%}
+{%- if add_generation_prompt -%}{{ '<start_of_turn>model\n' }}{%- endif -%}"#;
+
+/// ChatML (`<|im_start|>role … <|im_end|>`), used by Qwen and SmolLM families.
+const CHATML_TEMPLATE: &str = r#"{%- for m in messages -%}
+{{ '<|im_start|>' ~ m.role ~ '\n' ~ m.content ~ '<|im_end|>\n' }}
+{%- endfor -%}
+{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\n' }}{%- endif -%}"#;
+
+/// Llama 3 header format.
+const LLAMA3_TEMPLATE: &str = r#"{{ bos_token }}
+{%- for m in messages -%}
+{{ '<|start_header_id|>' ~ m.role ~ '<|end_header_id|>\n\n' ~ (m.content | trim) ~ '<|eot_id|>' }}
+{%- endfor -%}
+{%- if add_generation_prompt -%}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{%- endif -%}"#;
+
+/// The standard template for a model family, chosen from the GGUF's architecture
+/// and, where the architecture is ambiguous, its vocabulary.
+pub fn family_template(arch: &str, has_token: impl Fn(&str) -> bool) -> Option<&'static str> {
+    match arch {
+        a if a.starts_with("gemma") => Some(GEMMA_TEMPLATE),
+        a if a.starts_with("qwen") => Some(CHATML_TEMPLATE),
+        _ if has_token("<|im_start|>") => Some(CHATML_TEMPLATE),
+        _ if has_token("<|start_header_id|>") => Some(LLAMA3_TEMPLATE),
+        _ => None,
+    }
+}
+
+impl ChatTemplate {
+    /// Build from template source; the source is compiled once here to report
+    /// syntax errors early.
+    pub fn new(
+        source: String,
+        origin: TemplateSource,
+        bos_token: String,
+        eos_token: String,
+    ) -> Result<Self, EngineError> {
+        let t = Self {
+            source,
+            origin,
+            bos_token,
+            eos_token,
+        };
+        let env = t.env();
+        env.template_from_str(&t.source)
+            .map_err(|e| EngineError::Template(describe(&e)))?;
+        Ok(t)
+    }
+
+    /// Where the template came from.
+    pub fn origin(&self) -> TemplateSource {
+        self.origin
+    }
+
+    /// The Jinja source.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The BOS token text the template may print.
+    pub fn bos_token(&self) -> &str {
+        &self.bos_token
+    }
+
+    fn env(&self) -> Environment<'static> {
+        let mut env = Environment::new();
+        minijinja_contrib::add_to_environment(&mut env);
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
+        env.add_function("raise_exception", |msg: String| -> Result<Value, Error> {
+            Err(Error::new(ErrorKind::InvalidOperation, msg))
+        });
+        env.add_function("strftime_now", |fmt: String| -> String {
+            let now = time::OffsetDateTime::now_utc();
+            strftime(&now, &fmt)
+        });
+        env
+    }
+
+    /// Render a conversation. `tools` is passed to templates that support tools.
+    pub fn render(
+        &self,
+        messages: &[TemplateMessage],
+        add_generation_prompt: bool,
+        tools: Option<&serde_json::Value>,
+    ) -> Result<String, EngineError> {
+        let env = self.env();
+        let tmpl = env
+            .template_from_str(&self.source)
+            .map_err(|e| EngineError::Template(describe(&e)))?;
+        let ctx = minijinja::context! {
+            messages => Value::from_serialize(messages),
+            add_generation_prompt => add_generation_prompt,
+            bos_token => self.bos_token.clone(),
+            eos_token => self.eos_token.clone(),
+            tools => tools.map(Value::from_serialize),
+        };
+        tmpl.render(ctx)
+            .map_err(|e| EngineError::Template(describe(&e)))
+    }
+}
+
+fn describe(e: &Error) -> String {
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+/// The subset of strftime that chat templates use (`%d %b %Y`, `%Y-%m-%d`, …).
+fn strftime(t: &time::OffsetDateTime, fmt: &str) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    const FULL: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    let m = u8::from(t.month()) as usize - 1;
+    let mut out = String::new();
+    let mut chars = fmt.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('d') => out.push_str(&format!("{:02}", t.day())),
+            Some('m') => out.push_str(&format!("{:02}", m + 1)),
+            Some('Y') => out.push_str(&t.year().to_string()),
+            Some('b') => out.push_str(MONTHS[m]),
+            Some('B') => out.push_str(FULL[m]),
+            Some('H') => out.push_str(&format!("{:02}", t.hour())),
+            Some('M') => out.push_str(&format!("{:02}", t.minute())),
+            Some('%') => out.push('%'),
+            Some(other) => {
+                out.push('%');
+                out.push(other);
+            }
+            None => out.push('%'),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msgs() -> Vec<TemplateMessage> {
+        vec![
+            TemplateMessage::new("system", "Be brief."),
+            TemplateMessage::new("user", "Hi"),
+            TemplateMessage::new("assistant", "Hello!"),
+            TemplateMessage::new("user", "Bye"),
+        ]
+    }
+
+    #[test]
+    fn gemma_family_template_folds_system_into_first_user_turn() {
+        let t = ChatTemplate::new(
+            GEMMA_TEMPLATE.into(),
+            TemplateSource::Family,
+            "<bos>".into(),
+            "<eos>".into(),
+        )
+        .unwrap();
+        let out = t.render(&msgs(), true, None).unwrap();
+        assert_eq!(
+            out,
+            "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello!<end_of_turn>\n\
+             <start_of_turn>user\nBye<end_of_turn>\n<start_of_turn>model\n"
+        );
+    }
+
+    #[test]
+    fn chatml_family_template() {
+        let t = ChatTemplate::new(
+            CHATML_TEMPLATE.into(),
+            TemplateSource::Family,
+            "".into(),
+            "".into(),
+        )
+        .unwrap();
+        let out = t.render(&msgs()[1..2], true, None).unwrap();
+        assert_eq!(
+            out,
+            "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+        );
+    }
+
+    #[test]
+    fn python_string_methods_and_raise_exception_work() {
+        let src = r#"{% if messages[0].role != 'user' %}{{ raise_exception('first must be user') }}{% endif %}{{ messages[0].content.strip().upper() }}"#;
+        let t = ChatTemplate::new(src.into(), TemplateSource::Gguf, "".into(), "".into()).unwrap();
+        assert_eq!(
+            t.render(&[TemplateMessage::new("user", " hi ")], false, None)
+                .unwrap(),
+            "HI"
+        );
+        let err = t
+            .render(&[TemplateMessage::new("system", "x")], false, None)
+            .unwrap_err();
+        assert!(err.to_string().contains("first must be user"), "{err}");
+    }
+
+    #[test]
+    fn syntax_errors_are_reported_at_load() {
+        assert!(ChatTemplate::new(
+            "{% for %}".into(),
+            TemplateSource::Stored,
+            "".into(),
+            "".into()
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn family_lookup() {
+        assert!(family_template("gemma3", |_| false)
+            .unwrap()
+            .contains("start_of_turn"));
+        assert!(family_template("llama", |t| t == "<|im_start|>")
+            .unwrap()
+            .contains("im_start"));
+        assert!(family_template("mamba", |_| false).is_none());
+    }
+}

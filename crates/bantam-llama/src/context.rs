@@ -1,0 +1,253 @@
+//! [`Context`]: a KV cache plus compute buffers bound to one [`Model`].
+
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use crate::batch::Batch;
+use crate::model::{Model, Token};
+
+/// Flash-attention policy for a context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FlashAttention {
+    /// Let llama.cpp decide.
+    Auto,
+    /// Always on.
+    On,
+    /// Always off (measured faster on CPU for the small models; see BENCHMARKS.md).
+    #[default]
+    Off,
+}
+
+/// Shape of a context.
+#[derive(Debug, Clone)]
+pub struct ContextParams {
+    /// Total KV cache cells (shared by all sequences when `kv_unified`).
+    pub n_ctx: u32,
+    /// Largest batch submitted to one `decode`.
+    pub n_batch: u32,
+    /// Physical micro-batch size.
+    pub n_ubatch: u32,
+    /// Number of distinct sequences (parallel slots).
+    pub n_seq_max: u32,
+    /// Threads for single-token decoding.
+    pub n_threads: i32,
+    /// Threads for prompt processing.
+    pub n_threads_batch: i32,
+    /// Flash attention policy.
+    pub flash_attention: FlashAttention,
+    /// One KV buffer shared by all sequences (allows cheap prefix sharing).
+    pub kv_unified: bool,
+    /// Produce embeddings instead of (or as well as) logits.
+    pub embeddings: bool,
+}
+
+impl Default for ContextParams {
+    fn default() -> Self {
+        Self {
+            n_ctx: 4096,
+            n_batch: 512,
+            n_ubatch: 512,
+            n_seq_max: 1,
+            n_threads: 1,
+            n_threads_batch: 1,
+            flash_attention: FlashAttention::Off,
+            kv_unified: true,
+            embeddings: false,
+        }
+    }
+}
+
+/// Errors creating a context.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ContextError {
+    /// llama.cpp could not allocate the context (usually out of memory).
+    #[error("llama.cpp could not create a context with n_ctx={n_ctx}, n_seq_max={n_seq_max} (out of memory?)")]
+    Create {
+        /// Requested KV cells.
+        n_ctx: u32,
+        /// Requested sequences.
+        n_seq_max: u32,
+    },
+}
+
+/// Errors from `decode`.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// No room in the KV cache for the batch; free cells and retry.
+    #[error("no free KV cache slot for the batch")]
+    NoKvSlot,
+    /// Decoding was aborted.
+    #[error("decode aborted")]
+    Aborted,
+    /// The batch was rejected as invalid.
+    #[error("invalid batch")]
+    InvalidBatch,
+    /// Any other failure code from llama.cpp.
+    #[error("llama_decode failed with code {0}")]
+    Failed(i32),
+}
+
+/// A llama.cpp context. Driven by one thread at a time.
+#[derive(Debug)]
+pub struct Context {
+    ptr: NonNull<llama_cpp_sys_2::llama_context>,
+    model: Arc<Model>,
+    n_vocab: usize,
+}
+
+// SAFETY: a llama_context is not tied to the thread that created it; all access goes
+// through `&mut self` or `&self` on one owner at a time (the type is not `Sync`).
+unsafe impl Send for Context {}
+
+impl Drop for Context {
+    fn drop(&mut self) {
+        // SAFETY: created by llama_init_from_model and freed once, before the model
+        // (this struct holds an Arc to it).
+        unsafe { llama_cpp_sys_2::llama_free(self.ptr.as_ptr()) }
+    }
+}
+
+impl Context {
+    /// Create a context for `model`.
+    pub fn new(model: Arc<Model>, params: &ContextParams) -> Result<Self, ContextError> {
+        // SAFETY: default params are plain data.
+        let mut p = unsafe { llama_cpp_sys_2::llama_context_default_params() };
+        p.n_ctx = params.n_ctx;
+        p.n_batch = params.n_batch;
+        p.n_ubatch = params.n_ubatch.min(params.n_batch);
+        p.n_seq_max = params.n_seq_max;
+        p.n_threads = params.n_threads;
+        p.n_threads_batch = params.n_threads_batch;
+        p.flash_attn_type = match params.flash_attention {
+            FlashAttention::Auto => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
+            FlashAttention::On => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
+            FlashAttention::Off => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
+        };
+        p.kv_unified = params.kv_unified;
+        p.embeddings = params.embeddings;
+        p.no_perf = false;
+        // SAFETY: the model pointer is valid for the lifetime of the returned context
+        // because we keep an Arc to it.
+        let raw = unsafe { llama_cpp_sys_2::llama_init_from_model(model.as_ptr(), p) };
+        let ptr = NonNull::new(raw).ok_or(ContextError::Create {
+            n_ctx: params.n_ctx,
+            n_seq_max: params.n_seq_max,
+        })?;
+        let n_vocab = model.n_vocab();
+        Ok(Self {
+            ptr,
+            model,
+            n_vocab,
+        })
+    }
+
+    /// The model this context runs.
+    pub fn model(&self) -> &Arc<Model> {
+        &self.model
+    }
+
+    /// Total KV cells.
+    pub fn n_ctx(&self) -> u32 {
+        // SAFETY: valid context.
+        unsafe { llama_cpp_sys_2::llama_n_ctx(self.ptr.as_ptr()) }
+    }
+
+    /// Run the model over a batch. Logits are then available for every token added
+    /// with `logits = true`, by its index in the batch.
+    pub fn decode(&mut self, batch: &Batch) -> Result<(), DecodeError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        // SAFETY: the batch's arrays are valid for `n_tokens` entries (Batch checks
+        // capacity on every add) and the context is valid.
+        let rc = unsafe { llama_cpp_sys_2::llama_decode(self.ptr.as_ptr(), batch.raw()) };
+        match rc {
+            0 => Ok(()),
+            1 => Err(DecodeError::NoKvSlot),
+            2 => Err(DecodeError::Aborted),
+            -1 => Err(DecodeError::InvalidBatch),
+            n => Err(DecodeError::Failed(n)),
+        }
+    }
+
+    /// Logits of the `i`-th token of the last decoded batch (which must have asked for
+    /// logits). Returns `None` when that token had no output.
+    pub fn logits(&self, i: i32) -> Option<&[f32]> {
+        // SAFETY: llama_get_logits_ith returns null for invalid indices (it checks
+        // bounds and output flags); otherwise the row holds n_vocab floats that stay
+        // valid until the next decode, which needs `&mut self`.
+        unsafe {
+            let p = llama_cpp_sys_2::llama_get_logits_ith(self.ptr.as_ptr(), i);
+            if p.is_null() {
+                None
+            } else {
+                Some(std::slice::from_raw_parts(p, self.n_vocab))
+            }
+        }
+    }
+
+    /// Pooled embedding of sequence `seq` (needs `embeddings = true`).
+    pub fn embeddings_seq(&self, seq: i32) -> Option<&[f32]> {
+        // SAFETY: returns null when unavailable; otherwise n_embd floats valid until
+        // the next decode.
+        unsafe {
+            let p = llama_cpp_sys_2::llama_get_embeddings_seq(self.ptr.as_ptr(), seq);
+            if p.is_null() {
+                None
+            } else {
+                Some(std::slice::from_raw_parts(p, self.model.n_embd()))
+            }
+        }
+    }
+
+    fn memory(&self) -> llama_cpp_sys_2::llama_memory_t {
+        // SAFETY: valid context; the memory handle lives as long as the context.
+        unsafe { llama_cpp_sys_2::llama_get_memory(self.ptr.as_ptr()) }
+    }
+
+    /// Remove positions `[p0, p1)` of `seq` from the KV cache (`p1 < 0` = to the end,
+    /// `seq < 0` = every sequence). Returns false if the cache cannot do a partial removal.
+    pub fn seq_rm(&mut self, seq: i32, p0: i32, p1: i32) -> bool {
+        // SAFETY: valid memory handle.
+        unsafe { llama_cpp_sys_2::llama_memory_seq_rm(self.memory(), seq, p0, p1) }
+    }
+
+    /// Make positions `[p0, p1)` of `src` also belong to `dst` (shares cells in a
+    /// unified cache, copies otherwise).
+    pub fn seq_cp(&mut self, src: i32, dst: i32, p0: i32, p1: i32) {
+        // SAFETY: valid memory handle.
+        unsafe { llama_cpp_sys_2::llama_memory_seq_cp(self.memory(), src, dst, p0, p1) }
+    }
+
+    /// Largest position stored for `seq`, or -1 if it is empty.
+    pub fn seq_pos_max(&self, seq: i32) -> i32 {
+        // SAFETY: valid memory handle.
+        unsafe { llama_cpp_sys_2::llama_memory_seq_pos_max(self.memory(), seq) }
+    }
+
+    /// Drop the whole KV cache.
+    pub fn clear(&mut self) {
+        // SAFETY: valid memory handle.
+        unsafe { llama_cpp_sys_2::llama_memory_clear(self.memory(), true) }
+    }
+
+    /// Change the thread counts.
+    pub fn set_threads(&mut self, n_threads: i32, n_threads_batch: i32) {
+        // SAFETY: valid context.
+        unsafe {
+            llama_cpp_sys_2::llama_set_n_threads(self.ptr.as_ptr(), n_threads, n_threads_batch)
+        }
+    }
+
+    /// Vocabulary size (length of each logits row).
+    pub fn n_vocab(&self) -> usize {
+        self.n_vocab
+    }
+
+    /// Convenience: whether `t` ends generation for this model.
+    pub fn is_eog(&self, t: Token) -> bool {
+        self.model.is_eog(t)
+    }
+}

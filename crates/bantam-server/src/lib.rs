@@ -1,0 +1,99 @@
+//! Bantam's OpenAI-compatible HTTP API.
+//!
+//! A thin axum adapter: handlers parse and validate requests ([`validate`]), hand a
+//! validated request to the engine pool, and shape the engine's events into OpenAI
+//! responses or server-sent events. Errors become HTTP responses in one place
+//! ([`error`]). [`app`] builds the router without binding a socket, so tests can
+//! drive it with `oneshot`; [`serve`] binds and shuts down gracefully.
+
+pub mod error;
+mod routes;
+pub mod state;
+mod validate;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+
+pub use error::ApiError;
+pub use state::{AppState, ServerConfig, StoreResolver};
+
+/// The router with every route.
+pub fn app(state: AppState) -> Router {
+    let limit = state.config.max_body_bytes;
+    Router::new()
+        .route("/v1/chat/completions", post(routes::chat::chat_completions))
+        .route("/v1/completions", post(routes::completions::completions))
+        .route("/v1/models", get(routes::models::list))
+        .route("/v1/models/{*id}", get(routes::models::get))
+        .route("/health", get(routes::models::health))
+        .fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                None,
+                Some("unknown_url"),
+                "unknown endpoint; Bantam serves /v1/chat/completions, /v1/completions, /v1/models and /health",
+            )
+        })
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Bind, serve until `shutdown` resolves, then let running requests finish (up to the
+/// configured grace period) and unload the models.
+pub async fn serve(
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let cfg = state.config.clone();
+    let addr: SocketAddr = format!("{}:{}", cfg.host, cfg.port).parse().map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("bad listen address {}:{}: {e}", cfg.host, cfg.port),
+        )
+    })?;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    for name in &cfg.preload {
+        match state.pool.preload(name).await {
+            Ok(info) => tracing::info!(model = %info.name, secs = info.load_secs, "preloaded"),
+            Err(e) => return Err(std::io::Error::other(e.to_string())),
+        }
+    }
+    // Unload idle models in the background.
+    let pool = state.pool.clone();
+    let reaper = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            let p = pool.clone();
+            let _ = tokio::task::spawn_blocking(move || p.reap_idle()).await;
+        }
+    });
+    // Printed on stdout so scripts and tests can wait for it.
+    println!("bantam listening on http://{local}");
+    let grace = Duration::from_secs(cfg.shutdown_grace_secs);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app(state.clone())).with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new connections; waiting for running requests");
+        let _ = stop_tx.send(());
+    });
+    let server = tokio::spawn(async move { server.await });
+    let _ = stop_rx.await;
+    // Wait for in-flight work, bounded by the grace period.
+    let deadline = tokio::time::Instant::now() + grace;
+    while state.pool.inflight() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    reaper.abort();
+    let pool = state.pool.clone();
+    let _ = tokio::task::spawn_blocking(move || pool.unload_all()).await;
+    Ok(())
+}

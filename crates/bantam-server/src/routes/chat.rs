@@ -1,0 +1,247 @@
+//! `POST /v1/chat/completions`.
+
+use axum::extract::State;
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bantam_engine::EventStream;
+use bantam_types::generate::{GenerateEvent, LogprobEntry};
+use bantam_types::openai::{
+    ChatChoice, ChatChunkChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest,
+    ChatDelta, ChatLogprobs, ChatTokenLogprob, ResponseMessage, TopLogprob,
+};
+use futures::Stream;
+
+use super::{usage_body, ApiJson};
+use crate::error::ApiError;
+use crate::state::{fingerprint, unix_now, AppState};
+use crate::validate;
+
+pub(crate) fn chat_logprobs(entries: &[LogprobEntry]) -> ChatLogprobs {
+    ChatLogprobs {
+        content: entries
+            .iter()
+            .map(|e| ChatTokenLogprob {
+                token: e.token.text.clone(),
+                logprob: e.token.logprob,
+                bytes: e.token.bytes.clone(),
+                top_logprobs: e
+                    .top
+                    .iter()
+                    .map(|t| TopLogprob {
+                        token: t.text.clone(),
+                        logprob: t.logprob,
+                        bytes: t.bytes.clone(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+pub(crate) async fn chat_completions(
+    State(st): State<AppState>,
+    ApiJson(req): ApiJson<ChatCompletionRequest>,
+) -> Result<Response, ApiError> {
+    if req.model.is_empty() {
+        return Err(ApiError::invalid(Some("model"), "model is required"));
+    }
+    let engine = st.pool.get(&req.model).await?;
+    let v = validate::chat(&req, engine.info().n_vocab)?;
+    let tools = req
+        .tools
+        .as_ref()
+        .filter(|t| t.as_array().is_some_and(|a| !a.is_empty()));
+    let prompt = engine.render_chat(&v.messages, tools)?;
+    let mut gen = v.gen;
+    gen.prompt = prompt;
+    let want_logprobs = gen.logprobs.is_some();
+    let events = engine.generate(gen)?;
+    let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
+    if v.stream {
+        let s = chat_stream(
+            events,
+            id,
+            req.model.clone(),
+            v.include_usage,
+            want_logprobs,
+        );
+        return Ok(Sse::new(s).into_response());
+    }
+    let mut events = events;
+    let mut text = String::new();
+    let mut lps: Vec<LogprobEntry> = Vec::new();
+    while let Some(ev) = events.next().await {
+        match ev? {
+            GenerateEvent::Delta { text: t, logprobs } => {
+                text.push_str(&t);
+                lps.extend(logprobs);
+            }
+            GenerateEvent::Done {
+                finish_reason,
+                usage,
+                ..
+            } => {
+                let body = ChatCompletion {
+                    id,
+                    object: "chat.completion".into(),
+                    created: unix_now(),
+                    model: req.model.clone(),
+                    system_fingerprint: fingerprint(),
+                    choices: vec![ChatChoice {
+                        index: 0,
+                        message: ResponseMessage {
+                            role: "assistant".into(),
+                            content: Some(text),
+                        },
+                        logprobs: want_logprobs.then(|| chat_logprobs(&lps)),
+                        finish_reason: finish_reason.as_str().into(),
+                    }],
+                    usage: usage_body(&usage),
+                };
+                return Ok(Json(body).into_response());
+            }
+        }
+    }
+    Err(bantam_engine::EngineError::Stopped.into())
+}
+
+fn chat_stream(
+    mut events: EventStream,
+    id: String,
+    model: String,
+    include_usage: bool,
+    want_logprobs: bool,
+) -> impl Stream<Item = Result<Event, std::convert::Infallible>> {
+    async_stream(move |tx| async move {
+        let created = unix_now();
+        let chunk = |choices: Vec<ChatChunkChoice>, usage| ChatCompletionChunk {
+            id: id.clone(),
+            object: "chat.completion.chunk".into(),
+            created,
+            model: model.clone(),
+            system_fingerprint: fingerprint(),
+            choices,
+            usage,
+        };
+        let first = chunk(
+            vec![ChatChunkChoice {
+                index: 0,
+                delta: ChatDelta {
+                    role: Some("assistant".into()),
+                    content: Some(String::new()),
+                },
+                logprobs: None,
+                finish_reason: None,
+            }],
+            None,
+        );
+        if !send_json(&tx, &first).await {
+            return;
+        }
+        while let Some(ev) = events.next().await {
+            match ev {
+                Ok(GenerateEvent::Delta { text, logprobs }) => {
+                    let c = chunk(
+                        vec![ChatChunkChoice {
+                            index: 0,
+                            delta: ChatDelta {
+                                role: None,
+                                content: Some(text),
+                            },
+                            logprobs: want_logprobs.then(|| chat_logprobs(&logprobs)),
+                            finish_reason: None,
+                        }],
+                        None,
+                    );
+                    if !send_json(&tx, &c).await {
+                        return;
+                    }
+                }
+                Ok(GenerateEvent::Done {
+                    finish_reason,
+                    usage,
+                    ..
+                }) => {
+                    let last = chunk(
+                        vec![ChatChunkChoice {
+                            index: 0,
+                            delta: ChatDelta::default(),
+                            logprobs: None,
+                            finish_reason: Some(finish_reason.as_str().into()),
+                        }],
+                        None,
+                    );
+                    if !send_json(&tx, &last).await {
+                        return;
+                    }
+                    if include_usage
+                        && !send_json(&tx, &chunk(Vec::new(), Some(usage_body(&usage)))).await
+                    {
+                        return;
+                    }
+                    break;
+                }
+                Err(e) => {
+                    let err: ApiError = e.into();
+                    let _ = send_json(&tx, &err.to_body()).await;
+                    break;
+                }
+            }
+        }
+        let _ = tx.send(Event::default().data("[DONE]")).await;
+    })
+}
+
+/// Serialize and send one SSE event; false when the client is gone.
+pub(crate) async fn send_json<T: serde::Serialize>(
+    tx: &tokio::sync::mpsc::Sender<Event>,
+    v: &T,
+) -> bool {
+    let data = serde_json::to_string(v).unwrap_or_else(|_| "{}".into());
+    tx.send(Event::default().data(data)).await.is_ok()
+}
+
+/// A stream fed by a producer task. When the client disconnects, the receiver is
+/// dropped, the producer's next send fails, and the producer returns — dropping the
+/// engine's event stream, which frees the request's slot.
+pub(crate) fn async_stream<F, Fut>(
+    producer: F,
+) -> impl Stream<Item = Result<Event, std::convert::Infallible>>
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Event>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel::<Event>(64);
+    let task = tokio::spawn(producer(tx));
+    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+    AbortOnDrop {
+        inner: stream,
+        task,
+    }
+}
+
+/// Aborts the producer when the response stream is dropped (client gone), so the
+/// engine learns about the disconnect immediately rather than at the next send.
+struct AbortOnDrop<S> {
+    inner: S,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl<S> Drop for AbortOnDrop<S> {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl<S: Stream<Item = Event> + Unpin> Stream for AbortOnDrop<S> {
+    type Item = Result<Event, std::convert::Infallible>;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        std::pin::Pin::new(&mut self.inner)
+            .poll_next(cx)
+            .map(|o| o.map(Ok))
+    }
+}

@@ -1,0 +1,191 @@
+//! `POST /v1/completions` (legacy text completions).
+
+use axum::extract::State;
+use axum::response::sse::Sse;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bantam_types::generate::{FinishReason, GenerateEvent, LogprobEntry, Prompt, Usage};
+use bantam_types::openai::{
+    Completion, CompletionChoice, CompletionLogprobs, CompletionRequest, UsageBody,
+};
+use futures::StreamExt;
+
+use super::chat::{async_stream, send_json};
+use super::{usage_body, ApiJson};
+use crate::error::ApiError;
+use crate::state::{fingerprint, unix_now, AppState};
+use crate::validate;
+
+/// Append logprob entries to the legacy format, tracking character offsets.
+fn push_logprobs(lp: &mut CompletionLogprobs, entries: &[LogprobEntry], offset: &mut u32) {
+    for e in entries {
+        lp.tokens.push(e.token.text.clone());
+        lp.token_logprobs.push(e.token.logprob);
+        let mut top = serde_json::Map::new();
+        for t in &e.top {
+            top.insert(t.text.clone(), serde_json::json!(t.logprob));
+        }
+        lp.top_logprobs.push(top);
+        lp.text_offset.push(*offset);
+        *offset += e.token.text.chars().count() as u32;
+    }
+}
+
+pub(crate) async fn completions(
+    State(st): State<AppState>,
+    ApiJson(req): ApiJson<CompletionRequest>,
+) -> Result<Response, ApiError> {
+    if req.model.is_empty() {
+        return Err(ApiError::invalid(Some("model"), "model is required"));
+    }
+    let engine = st.pool.get(&req.model).await?;
+    let v = validate::completion(&req, engine.info().n_vocab)?;
+    // Submit every prompt before waiting: they decode together.
+    let mut streams = Vec::with_capacity(v.prompts.len());
+    let mut echoes = Vec::with_capacity(v.prompts.len());
+    for p in &v.prompts {
+        let mut gen = v.gen.clone();
+        gen.prompt = p.clone();
+        echoes.push(match p {
+            Prompt::Text { text, .. } if v.echo => text.clone(),
+            Prompt::Tokens(t) if v.echo => engine.model().detokenize(t, false),
+            _ => String::new(),
+        });
+        streams.push(engine.generate(gen)?);
+    }
+    let id = format!("cmpl-{}", uuid::Uuid::new_v4().simple());
+    let want_lp = v.gen.logprobs.is_some();
+    let model = req.model.clone();
+    let make = move |choices: Vec<CompletionChoice>, usage: Option<UsageBody>| Completion {
+        id: id.clone(),
+        object: "text_completion".into(),
+        created: unix_now(),
+        model: model.clone(),
+        system_fingerprint: fingerprint(),
+        choices,
+        usage,
+    };
+
+    if v.stream {
+        let include_usage = v.include_usage;
+        let n = streams.len();
+        let s = async_stream(move |tx| async move {
+            let mut merged =
+                futures::stream::select_all(streams.into_iter().enumerate().map(|(i, s)| {
+                    futures::stream::unfold(
+                        s,
+                        |mut s| async move { s.next().await.map(|ev| (ev, s)) },
+                    )
+                    .map(move |ev| (i, ev))
+                    .boxed()
+                }));
+            for (i, echo) in echoes.iter().enumerate() {
+                if !echo.is_empty() {
+                    let c = make(vec![choice(i, echo.clone(), None, None)], None);
+                    if !send_json(&tx, &c).await {
+                        return;
+                    }
+                }
+            }
+            let mut total = Usage::default();
+            let mut done = 0;
+            let mut offsets = vec![0u32; n];
+            while let Some((i, ev)) = merged.next().await {
+                match ev {
+                    Ok(GenerateEvent::Delta { text, logprobs }) => {
+                        let lp = want_lp.then(|| {
+                            let mut lp = CompletionLogprobs::default();
+                            push_logprobs(&mut lp, &logprobs, &mut offsets[i]);
+                            lp
+                        });
+                        if !send_json(&tx, &make(vec![choice(i, text, lp, None)], None)).await {
+                            return;
+                        }
+                    }
+                    Ok(GenerateEvent::Done {
+                        finish_reason,
+                        usage,
+                        ..
+                    }) => {
+                        add_usage(&mut total, &usage);
+                        if !send_json(
+                            &tx,
+                            &make(
+                                vec![choice(i, String::new(), None, Some(finish_reason))],
+                                None,
+                            ),
+                        )
+                        .await
+                        {
+                            return;
+                        }
+                        done += 1;
+                        if done == n {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        let err: ApiError = e.into();
+                        let _ = send_json(&tx, &err.to_body()).await;
+                        break;
+                    }
+                }
+            }
+            if include_usage && done == n {
+                let _ = send_json(&tx, &make(Vec::new(), Some(usage_body(&total)))).await;
+            }
+            let _ = tx
+                .send(axum::response::sse::Event::default().data("[DONE]"))
+                .await;
+        });
+        return Ok(Sse::new(s).into_response());
+    }
+
+    let mut choices = Vec::with_capacity(streams.len());
+    let mut total = Usage::default();
+    for (i, mut s) in streams.into_iter().enumerate() {
+        let mut text = echoes[i].clone();
+        let mut lp = CompletionLogprobs::default();
+        let mut offset = text.chars().count() as u32;
+        let mut finish = None;
+        while let Some(ev) = s.next().await {
+            match ev? {
+                GenerateEvent::Delta { text: t, logprobs } => {
+                    push_logprobs(&mut lp, &logprobs, &mut offset);
+                    text.push_str(&t);
+                }
+                GenerateEvent::Done {
+                    finish_reason,
+                    usage,
+                    ..
+                } => {
+                    add_usage(&mut total, &usage);
+                    finish = Some(finish_reason);
+                }
+            }
+        }
+        let finish = finish.ok_or_else(|| ApiError::from(bantam_engine::EngineError::Stopped))?;
+        choices.push(choice(i, text, want_lp.then_some(lp), Some(finish)));
+    }
+    Ok(Json(make(choices, Some(usage_body(&total)))).into_response())
+}
+
+fn choice(
+    i: usize,
+    text: String,
+    logprobs: Option<CompletionLogprobs>,
+    finish: Option<FinishReason>,
+) -> CompletionChoice {
+    CompletionChoice {
+        text,
+        index: i as u32,
+        logprobs,
+        finish_reason: finish.map(|f| f.as_str().to_string()),
+    }
+}
+
+fn add_usage(total: &mut Usage, u: &Usage) {
+    total.prompt_tokens += u.prompt_tokens;
+    total.completion_tokens += u.completion_tokens;
+    total.cached_tokens += u.cached_tokens;
+}

@@ -1,0 +1,67 @@
+//! `GET /v1/models`, `GET /v1/models/{id}`, `GET /health`.
+
+use axum::extract::{Path, State};
+use axum::Json;
+use bantam_store::Manifest;
+use bantam_types::openai::{ModelCard, ModelList};
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+fn card(m: &Manifest, st: &AppState) -> ModelCard {
+    let created =
+        time::OffsetDateTime::parse(&m.created, &time::format_description::well_known::Rfc3339)
+            .map(|t| t.unix_timestamp().max(0) as u64)
+            .unwrap_or(0);
+    let loaded = st.pool.loaded().iter().any(|i| i.name == m.name);
+    ModelCard {
+        id: m.name.clone(),
+        object: "model".into(),
+        created,
+        owned_by: "bantam".into(),
+        meta: Some(json!({
+            "architecture": m.architecture,
+            "parameters": m.parameters,
+            "quantization": m.quantization,
+            "context_length": m.context_length,
+            "size": m.size,
+            "digest": m.digest,
+            "loaded": loaded,
+        })),
+    }
+}
+
+pub(crate) async fn list(State(st): State<AppState>) -> Result<Json<ModelList>, ApiError> {
+    let models = st.store.list()?;
+    Ok(Json(ModelList {
+        object: "list".into(),
+        data: models.iter().map(|m| card(m, &st)).collect(),
+    }))
+}
+
+pub(crate) async fn get(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ModelCard>, ApiError> {
+    let m = st.store.get(&id)?;
+    Ok(Json(card(&m, &st)))
+}
+
+pub(crate) async fn health(State(st): State<AppState>) -> Json<serde_json::Value> {
+    let loaded = st.pool.loaded();
+    Json(json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_secs": st.started.elapsed().map(|d| d.as_secs()).unwrap_or(0),
+        "inflight": st.pool.inflight(),
+        "models_loaded": loaded.iter().map(|i| json!({
+            "name": i.name,
+            "ctx_size": i.ctx_size,
+            "parallel": i.parallel,
+            "threads": i.threads,
+            "load_secs": i.load_secs,
+        })).collect::<Vec<_>>(),
+        "cpu_backend": bantam_engine::runtime_info().cpu_variant,
+    }))
+}

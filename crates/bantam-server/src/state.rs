@@ -1,0 +1,158 @@
+//! Shared server state and the store-backed model resolver.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bantam_engine::{
+    EngineConfig, EngineError, ModelPool, ModelResolver, PoolConfig, ResolvedModel,
+};
+use bantam_store::{Manifest, Store};
+use serde::{Deserialize, Serialize};
+
+/// Server settings (the CLI fills this from flags, env and the TOML file).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to bind.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Models to load at start-up.
+    pub preload: Vec<String>,
+    /// Largest request body in bytes.
+    pub max_body_bytes: usize,
+    /// Seconds to wait for running requests on shutdown.
+    pub shutdown_grace_secs: u64,
+    /// Defaults for every model's engine.
+    pub engine: EngineConfig,
+    /// How many models stay loaded.
+    pub pool: PoolConfig,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 8080,
+            preload: Vec::new(),
+            max_body_bytes: 32 << 20,
+            shutdown_grace_secs: 30,
+            engine: EngineConfig::default(),
+            pool: PoolConfig::default(),
+        }
+    }
+}
+
+/// Resolves names through the model store; a path to a `.gguf` file also works.
+#[derive(Debug, Clone)]
+pub struct StoreResolver {
+    store: Store,
+    defaults: EngineConfig,
+}
+
+impl StoreResolver {
+    /// A resolver over `store`; `defaults` are merged with each model's stored options.
+    pub fn new(store: Store, defaults: EngineConfig) -> Self {
+        Self { store, defaults }
+    }
+
+    /// Engine settings for a manifest: defaults overridden by its stored options.
+    pub fn engine_config(&self, m: &Manifest) -> Result<EngineConfig, EngineError> {
+        let mut v = serde_json::to_value(&self.defaults).map_err(|e| EngineError::Load {
+            model: m.name.clone(),
+            reason: e.to_string(),
+        })?;
+        if let Some(obj) = v.as_object_mut() {
+            for (k, val) in &m.options {
+                obj.insert(k.clone(), val.clone());
+            }
+        }
+        serde_json::from_value(v).map_err(|e| EngineError::Load {
+            model: m.name.clone(),
+            reason: format!(
+                "invalid stored option: {e}; fix it with `bantam config {} --unset KEY`",
+                m.name
+            ),
+        })
+    }
+}
+
+impl ModelResolver for StoreResolver {
+    fn resolve(&self, name: &str) -> Result<ResolvedModel, EngineError> {
+        let p = Path::new(name);
+        if name.ends_with(".gguf") && p.is_file() {
+            return Ok(ResolvedModel {
+                name: name.to_string(),
+                path: p.to_path_buf(),
+                template: None,
+                config: self.defaults.clone(),
+            });
+        }
+        let m = self.store.get(name).map_err(|e| match e {
+            bantam_store::StoreError::NotFound(_) | bantam_store::StoreError::BadName(_) => {
+                EngineError::ModelNotFound(name.to_string())
+            }
+            other => EngineError::Load {
+                model: name.to_string(),
+                reason: other.to_string(),
+            },
+        })?;
+        Ok(ResolvedModel {
+            name: m.name.clone(),
+            path: self.store.blob_path(&m),
+            template: m.template.clone(),
+            config: self.engine_config(&m)?,
+        })
+    }
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// Loaded engines.
+    pub pool: Arc<ModelPool>,
+    /// The model store (for `/v1/models`).
+    pub store: Store,
+    /// Settings.
+    pub config: Arc<ServerConfig>,
+    /// Start time.
+    pub started: SystemTime,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl AppState {
+    /// State over a store with the given settings.
+    pub fn new(store: Store, config: ServerConfig) -> Self {
+        let resolver = Arc::new(StoreResolver::new(store.clone(), config.engine.clone()));
+        Self {
+            pool: Arc::new(ModelPool::new(resolver, config.pool.clone())),
+            store,
+            config: Arc::new(config),
+            started: SystemTime::now(),
+        }
+    }
+}
+
+/// Unix seconds now.
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// `fp_bantam_<version>`.
+pub(crate) fn fingerprint() -> String {
+    format!("fp_bantam_{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Default `PoolConfig`/`EngineConfig` are re-exported for config files.
+pub use bantam_engine::config::FlashAttnSetting;

@@ -1,0 +1,10 @@
+//! Shared API and domain types for Bantam: serde only, no I/O.
+//!
+//! * [`openai`] — the OpenAI-compatible wire format (requests, responses, stream chunks,
+//!   errors) as clients send and expect it.
+//! * [`generate`] — the engine's validated view of a generation request and the events
+//!   it streams back. The HTTP layer turns an [`openai`] request into a
+//!   [`generate::GenerateRequest`]; the engine never sees unchecked input.
+
+pub mod generate;
+pub mod openai;

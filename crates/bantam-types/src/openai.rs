@@ -1,0 +1,502 @@
+//! The OpenAI-compatible wire format.
+//!
+//! Requests accept what the official clients send (unknown fields are ignored, strings
+//! or arrays where OpenAI allows both); responses carry exactly the fields the clients
+//! parse. Range checks live in the server's validation step, not here.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// `stop`: one string or several.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum StopSpec {
+    /// A single stop string.
+    One(String),
+    /// Up to four stop strings (Bantam allows more).
+    Many(Vec<String>),
+}
+
+impl StopSpec {
+    /// The stop strings as a list.
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            StopSpec::One(s) => vec![s],
+            StopSpec::Many(v) => v,
+        }
+    }
+}
+
+/// Message content: a string, or an array of typed parts.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum MessageContent {
+    /// Plain text.
+    Text(String),
+    /// Content parts (`{"type":"text","text":...}`); other part types are rejected
+    /// during validation.
+    Parts(Vec<ContentPart>),
+}
+
+/// One content part.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct ContentPart {
+    /// Part type (`text`, `image_url`, …).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Text of a `text` part.
+    #[serde(default)]
+    pub text: Option<String>,
+}
+
+/// A chat message as sent by clients.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct ChatMessage {
+    /// `system`, `developer`, `user`, `assistant` or `tool`.
+    pub role: String,
+    /// Content; may be null for assistant messages with tool calls.
+    #[serde(default)]
+    pub content: Option<MessageContent>,
+    /// Optional participant name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Tool calls made by an assistant message.
+    #[serde(default)]
+    pub tool_calls: Option<Value>,
+    /// Id of the call a `tool` message answers.
+    #[serde(default)]
+    pub tool_call_id: Option<String>,
+}
+
+/// `stream_options`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct StreamOptions {
+    /// Send a final chunk with token usage.
+    #[serde(default)]
+    pub include_usage: bool,
+}
+
+/// `POST /v1/chat/completions`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct ChatCompletionRequest {
+    /// Model name.
+    pub model: String,
+    /// The conversation.
+    pub messages: Vec<ChatMessage>,
+    /// Sampling temperature (0..2).
+    #[serde(default)]
+    pub temperature: Option<f32>,
+    /// Nucleus sampling (0..1].
+    #[serde(default)]
+    pub top_p: Option<f32>,
+    /// Number of choices; only 1 is supported.
+    #[serde(default)]
+    pub n: Option<u32>,
+    /// Stream server-sent events.
+    #[serde(default)]
+    pub stream: Option<bool>,
+    /// Streaming options.
+    #[serde(default)]
+    pub stream_options: Option<StreamOptions>,
+    /// Stop strings.
+    #[serde(default)]
+    pub stop: Option<StopSpec>,
+    /// Deprecated name of `max_completion_tokens`.
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+    /// Upper bound on generated tokens.
+    #[serde(default)]
+    pub max_completion_tokens: Option<u32>,
+    /// −2..2.
+    #[serde(default)]
+    pub presence_penalty: Option<f32>,
+    /// −2..2.
+    #[serde(default)]
+    pub frequency_penalty: Option<f32>,
+    /// Token id (as a string) → bias −100..100.
+    #[serde(default)]
+    pub logit_bias: Option<std::collections::HashMap<String, f32>>,
+    /// Return log-probabilities of the output tokens.
+    #[serde(default)]
+    pub logprobs: Option<bool>,
+    /// 0..20 most likely alternatives per token (needs `logprobs`).
+    #[serde(default)]
+    pub top_logprobs: Option<u32>,
+    /// Seed for reproducible sampling.
+    #[serde(default)]
+    pub seed: Option<i64>,
+    /// End-user id (ignored).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Structured output (handled by the structured-output feature).
+    #[serde(default)]
+    pub response_format: Option<Value>,
+    /// Tools (handled by the tool-calling feature).
+    #[serde(default)]
+    pub tools: Option<Value>,
+    /// Tool choice.
+    #[serde(default)]
+    pub tool_choice: Option<Value>,
+    /// Extension: top-k sampling.
+    #[serde(default)]
+    pub top_k: Option<u32>,
+    /// Extension: min-p sampling.
+    #[serde(default)]
+    pub min_p: Option<f32>,
+    /// Extension: multiplicative repetition penalty.
+    #[serde(default, alias = "repeat_penalty")]
+    pub repetition_penalty: Option<f32>,
+    /// Extension: keep generating past end-of-generation tokens (benchmarks).
+    #[serde(default)]
+    pub ignore_eos: Option<bool>,
+}
+
+/// `prompt` of a legacy completion: text, texts, tokens or token lists.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum PromptSpec {
+    /// One string.
+    Text(String),
+    /// Several strings (one choice each).
+    Texts(Vec<String>),
+    /// One token list.
+    Tokens(Vec<i32>),
+    /// Several token lists.
+    TokenLists(Vec<Vec<i32>>),
+}
+
+/// `POST /v1/completions`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct CompletionRequest {
+    /// Model name.
+    pub model: String,
+    /// The prompt.
+    pub prompt: PromptSpec,
+    /// Upper bound on generated tokens (OpenAI's default is 16).
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+    /// Sampling temperature.
+    #[serde(default)]
+    pub temperature: Option<f32>,
+    /// Nucleus sampling.
+    #[serde(default)]
+    pub top_p: Option<f32>,
+    /// Number of choices; only 1 is supported.
+    #[serde(default)]
+    pub n: Option<u32>,
+    /// Stream server-sent events.
+    #[serde(default)]
+    pub stream: Option<bool>,
+    /// Streaming options.
+    #[serde(default)]
+    pub stream_options: Option<StreamOptions>,
+    /// 0..5 most likely alternatives per token.
+    #[serde(default)]
+    pub logprobs: Option<u32>,
+    /// Prepend the prompt to the output.
+    #[serde(default)]
+    pub echo: Option<bool>,
+    /// Stop strings.
+    #[serde(default)]
+    pub stop: Option<StopSpec>,
+    /// −2..2.
+    #[serde(default)]
+    pub presence_penalty: Option<f32>,
+    /// −2..2.
+    #[serde(default)]
+    pub frequency_penalty: Option<f32>,
+    /// Token id → bias.
+    #[serde(default)]
+    pub logit_bias: Option<std::collections::HashMap<String, f32>>,
+    /// Seed.
+    #[serde(default)]
+    pub seed: Option<i64>,
+    /// Text after the completion (not supported; rejected when set).
+    #[serde(default)]
+    pub suffix: Option<String>,
+    /// Server-side best-of (only 1 supported).
+    #[serde(default)]
+    pub best_of: Option<u32>,
+    /// End-user id (ignored).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Extension: top-k.
+    #[serde(default)]
+    pub top_k: Option<u32>,
+    /// Extension: min-p.
+    #[serde(default)]
+    pub min_p: Option<f32>,
+    /// Extension: repetition penalty.
+    #[serde(default, alias = "repeat_penalty")]
+    pub repetition_penalty: Option<f32>,
+    /// Extension: ignore end-of-generation tokens.
+    #[serde(default)]
+    pub ignore_eos: Option<bool>,
+}
+
+/// Token usage in responses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct UsageBody {
+    /// Prompt tokens.
+    pub prompt_tokens: u32,
+    /// Generated tokens.
+    pub completion_tokens: u32,
+    /// Sum.
+    pub total_tokens: u32,
+    /// Cached prompt tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens_details: Option<PromptTokensDetails>,
+}
+
+/// `usage.prompt_tokens_details`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct PromptTokensDetails {
+    /// Prompt tokens served from the prefix cache.
+    pub cached_tokens: u32,
+}
+
+/// A response message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResponseMessage {
+    /// Always `assistant`.
+    pub role: String,
+    /// The text.
+    pub content: Option<String>,
+}
+
+/// One alternative in chat logprobs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopLogprob {
+    /// Token text.
+    pub token: String,
+    /// Log-probability.
+    pub logprob: f32,
+    /// UTF-8 bytes of the token.
+    pub bytes: Vec<u8>,
+}
+
+/// One token in chat logprobs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatTokenLogprob {
+    /// Token text.
+    pub token: String,
+    /// Log-probability.
+    pub logprob: f32,
+    /// UTF-8 bytes of the token.
+    pub bytes: Vec<u8>,
+    /// Most likely alternatives.
+    pub top_logprobs: Vec<TopLogprob>,
+}
+
+/// `choices[].logprobs` of a chat completion.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatLogprobs {
+    /// Per-token entries.
+    pub content: Vec<ChatTokenLogprob>,
+}
+
+/// A chat choice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatChoice {
+    /// Index (always 0).
+    pub index: u32,
+    /// The reply.
+    pub message: ResponseMessage,
+    /// Log-probabilities if requested.
+    pub logprobs: Option<ChatLogprobs>,
+    /// `stop` or `length`.
+    pub finish_reason: String,
+}
+
+/// `chat.completion` response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatCompletion {
+    /// `chatcmpl-…`.
+    pub id: String,
+    /// `chat.completion`.
+    pub object: String,
+    /// Unix seconds.
+    pub created: u64,
+    /// Model name as requested.
+    pub model: String,
+    /// Fingerprint of the serving configuration.
+    pub system_fingerprint: String,
+    /// Choices.
+    pub choices: Vec<ChatChoice>,
+    /// Token usage.
+    pub usage: UsageBody,
+}
+
+/// Delta of a streamed chat choice.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChatDelta {
+    /// Sent in the first chunk only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// New text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+}
+
+/// A streamed chat choice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatChunkChoice {
+    /// Index (always 0).
+    pub index: u32,
+    /// What changed.
+    pub delta: ChatDelta,
+    /// Log-probabilities of this chunk's tokens.
+    pub logprobs: Option<ChatLogprobs>,
+    /// Set on the last content chunk.
+    pub finish_reason: Option<String>,
+}
+
+/// `chat.completion.chunk`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatCompletionChunk {
+    /// Same id for every chunk of a response.
+    pub id: String,
+    /// `chat.completion.chunk`.
+    pub object: String,
+    /// Unix seconds.
+    pub created: u64,
+    /// Model name.
+    pub model: String,
+    /// Fingerprint.
+    pub system_fingerprint: String,
+    /// Choices (empty in the usage-only chunk).
+    pub choices: Vec<ChatChunkChoice>,
+    /// Usage, in the last chunk when `stream_options.include_usage`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<UsageBody>,
+}
+
+/// Legacy completion logprobs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CompletionLogprobs {
+    /// Token texts.
+    pub tokens: Vec<String>,
+    /// Their log-probabilities.
+    pub token_logprobs: Vec<f32>,
+    /// Alternatives per position: text → logprob.
+    pub top_logprobs: Vec<serde_json::Map<String, Value>>,
+    /// Character offset of each token in the returned text.
+    pub text_offset: Vec<u32>,
+}
+
+/// A completion choice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompletionChoice {
+    /// The text.
+    pub text: String,
+    /// Index of the prompt this answers.
+    pub index: u32,
+    /// Log-probabilities if requested.
+    pub logprobs: Option<CompletionLogprobs>,
+    /// `stop` or `length` (null in intermediate stream chunks).
+    pub finish_reason: Option<String>,
+}
+
+/// `text_completion` response (also the stream chunk shape).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Completion {
+    /// `cmpl-…`.
+    pub id: String,
+    /// `text_completion`.
+    pub object: String,
+    /// Unix seconds.
+    pub created: u64,
+    /// Model name.
+    pub model: String,
+    /// Fingerprint.
+    pub system_fingerprint: String,
+    /// Choices.
+    pub choices: Vec<CompletionChoice>,
+    /// Usage (absent in intermediate stream chunks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<UsageBody>,
+}
+
+/// An entry of `GET /v1/models`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelCard {
+    /// Model name.
+    pub id: String,
+    /// `model`.
+    pub object: String,
+    /// Unix seconds.
+    pub created: u64,
+    /// Owner.
+    pub owned_by: String,
+    /// Extension: Bantam's details (architecture, quantization, context, loaded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Value>,
+}
+
+/// `GET /v1/models`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelList {
+    /// `list`.
+    pub object: String,
+    /// Models.
+    pub data: Vec<ModelCard>,
+}
+
+/// The body of an error response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// What went wrong and what to do.
+    pub message: String,
+    /// `invalid_request_error`, `not_found_error`, `server_error`, …
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The offending parameter, when there is one.
+    pub param: Option<String>,
+    /// A stable machine-readable code.
+    pub code: Option<String>,
+}
+
+/// `{"error": {...}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorResponse {
+    /// The error.
+    pub error: ErrorBody,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chat_request_accepts_openai_client_shapes() {
+        let body = r#"{"model":"m","messages":[{"role":"system","content":"s"},
+            {"role":"user","content":[{"type":"text","text":"hi"}]}],
+            "stop":"x","stream":true,"stream_options":{"include_usage":true},
+            "some_future_field":1}"#;
+        let r: ChatCompletionRequest = serde_json::from_str(body).unwrap();
+        assert_eq!(r.messages.len(), 2);
+        assert_eq!(r.stop.unwrap().into_vec(), vec!["x".to_string()]);
+        assert!(r.stream_options.unwrap().include_usage);
+        assert!(matches!(
+            r.messages[1].content,
+            Some(MessageContent::Parts(_))
+        ));
+    }
+
+    #[test]
+    fn completion_prompt_variants() {
+        for (body, ok) in [
+            (r#"{"model":"m","prompt":"a"}"#, true),
+            (r#"{"model":"m","prompt":["a","b"]}"#, true),
+            (r#"{"model":"m","prompt":[1,2,3]}"#, true),
+            (r#"{"model":"m","prompt":[[1],[2]]}"#, true),
+            (r#"{"model":"m","prompt":{"x":1}}"#, false),
+        ] {
+            assert_eq!(
+                serde_json::from_str::<CompletionRequest>(body).is_ok(),
+                ok,
+                "{body}"
+            );
+        }
+    }
+}
