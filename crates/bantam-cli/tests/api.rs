@@ -17,7 +17,12 @@ fn health_and_models() {
     let (st, m) = s.get("/v1/models");
     assert_eq!(st, 200);
     assert_eq!(m["object"], "list");
-    let ids: Vec<&str> = m["data"].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = m["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
     assert!(ids.contains(&MODEL), "{ids:?}");
     let (st, one) = s.get(&format!("/v1/models/{MODEL}"));
     assert_eq!(st, 200);
@@ -34,16 +39,29 @@ fn chat_is_deterministic_and_reports_usage() {
     let (_, b) = s.post("/v1/chat/completions", &body);
     let text = a["choices"][0]["message"]["content"].as_str().unwrap();
     assert!(!text.trim().is_empty());
-    assert_eq!(text, b["choices"][0]["message"]["content"].as_str().unwrap(), "greedy output must repeat");
+    assert_eq!(
+        text,
+        b["choices"][0]["message"]["content"].as_str().unwrap(),
+        "greedy output must repeat"
+    );
     assert_eq!(a["object"], "chat.completion");
     assert_eq!(a["choices"][0]["message"]["role"], "assistant");
     let u = &a["usage"];
     assert!(u["prompt_tokens"].as_u64().unwrap() > 5);
     let completion = u["completion_tokens"].as_u64().unwrap();
     assert!(completion >= 1 && completion <= 24);
-    assert_eq!(u["total_tokens"].as_u64().unwrap(), u["prompt_tokens"].as_u64().unwrap() + completion);
+    assert_eq!(
+        u["total_tokens"].as_u64().unwrap(),
+        u["prompt_tokens"].as_u64().unwrap() + completion
+    );
     // The second identical request reuses the cached prompt prefix.
-    assert!(b["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64().unwrap() > 0, "{b}");
+    assert!(
+        b["usage"]["prompt_tokens_details"]["cached_tokens"]
+            .as_u64()
+            .unwrap()
+            > 0,
+        "{b}"
+    );
     let fr = a["choices"][0]["finish_reason"].as_str().unwrap();
     assert!(fr == "stop" || fr == "length");
     if completion == 24 {
@@ -72,7 +90,10 @@ fn stop_sequences_cut_output_before_the_match() {
     let full = full["choices"][0]["text"].as_str().unwrap().to_string();
     // Stop at a word that occurs after the start of the greedy output.
     let words: Vec<&str> = full.split_whitespace().collect();
-    assert!(words.len() >= 3, "greedy output too short to test stops: {full:?}");
+    assert!(
+        words.len() >= 3,
+        "greedy output too short to test stops: {full:?}"
+    );
     let stop = words[2].trim_matches(|c: char| !c.is_alphanumeric());
     assert!(!stop.is_empty(), "{full:?}");
     let cut = full.find(stop).unwrap();
@@ -80,12 +101,19 @@ fn stop_sequences_cut_output_before_the_match() {
     with_stop["stop"] = json!([stop, "NEVER-APPEARS"]);
     let (st, v) = s.post("/v1/completions", &with_stop);
     assert_eq!(st, 200);
-    assert_eq!(v["choices"][0]["text"].as_str().unwrap(), &full[..cut], "stop {stop:?} in {full:?}");
+    assert_eq!(
+        v["choices"][0]["text"].as_str().unwrap(),
+        &full[..cut],
+        "stop {stop:?} in {full:?}"
+    );
     assert_eq!(v["choices"][0]["finish_reason"], "stop");
     // Streaming gives the same text and never leaks part of the stop string.
     with_stop["stream"] = json!(true);
     let chunks = s.stream("/v1/completions", &with_stop);
-    let text: String = chunks.iter().filter_map(|c| c["choices"].get(0).and_then(|ch| ch["text"].as_str())).collect();
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"].get(0).and_then(|ch| ch["text"].as_str()))
+        .collect();
     assert_eq!(text, &full[..cut]);
 }
 
@@ -93,12 +121,22 @@ fn stop_sequences_cut_output_before_the_match() {
 fn seeded_sampling_is_reproducible() {
     let s = Server::start(&[]);
     let body = |seed: u64| json!({"model": MODEL, "messages": [{"role": "user", "content": "Tell me a short story about a fox."}], "temperature": 1.0, "top_p": 1.0, "seed": seed, "max_tokens": 40});
-    let text = |v: Value| v["choices"][0]["message"]["content"].as_str().unwrap().to_string();
+    let text = |v: Value| {
+        v["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
     let a = text(s.post("/v1/chat/completions", &body(1234)).1);
     let b = text(s.post("/v1/chat/completions", &body(1234)).1);
     assert_eq!(a, b, "same seed, same text");
-    let others: Vec<String> = (1..=3).map(|k| text(s.post("/v1/chat/completions", &body(1234 + k)).1)).collect();
-    assert!(others.iter().any(|o| *o != a), "different seeds should sample differently");
+    let others: Vec<String> = (1..=3)
+        .map(|k| text(s.post("/v1/chat/completions", &body(1234 + k)).1))
+        .collect();
+    assert!(
+        others.iter().any(|o| *o != a),
+        "different seeds should sample differently"
+    );
 }
 
 #[test]
@@ -111,11 +149,24 @@ fn streaming_chat_matches_non_streaming() {
     let chunks = s.stream("/v1/chat/completions", &body);
     assert_eq!(chunks.last().unwrap(), "[DONE]");
     assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
-    assert_eq!(chunks_text(&chunks), plain["choices"][0]["message"]["content"].as_str().unwrap());
-    let finish: Vec<&Value> = chunks.iter().filter(|c| c["choices"].get(0).is_some_and(|ch| !ch["finish_reason"].is_null())).collect();
+    assert_eq!(
+        chunks_text(&chunks),
+        plain["choices"][0]["message"]["content"].as_str().unwrap()
+    );
+    let finish: Vec<&Value> = chunks
+        .iter()
+        .filter(|c| {
+            c["choices"]
+                .get(0)
+                .is_some_and(|ch| !ch["finish_reason"].is_null())
+        })
+        .collect();
     assert_eq!(finish.len(), 1);
     let usage = &chunks[chunks.len() - 2]["usage"];
-    assert_eq!(usage["completion_tokens"], plain["usage"]["completion_tokens"]);
+    assert_eq!(
+        usage["completion_tokens"],
+        plain["usage"]["completion_tokens"]
+    );
 }
 
 #[test]
@@ -139,7 +190,10 @@ fn eight_concurrent_greedy_streams_equal_their_solo_outputs() {
         b["stream"] = json!(true);
         b
     };
-    let solo: Vec<String> = prompts.iter().map(|p| chunks_text(&s.stream("/v1/chat/completions", &body(p)))).collect();
+    let solo: Vec<String> = prompts
+        .iter()
+        .map(|p| chunks_text(&s.stream("/v1/chat/completions", &body(p))))
+        .collect();
     let start = Instant::now();
     let handles: Vec<_> = prompts
         .iter()
@@ -174,7 +228,8 @@ fn eight_concurrent_greedy_streams_equal_their_solo_outputs() {
             })
         })
         .collect();
-    let results: Vec<(String, Duration, Duration)> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let results: Vec<(String, Duration, Duration)> =
+        handles.into_iter().map(|h| h.join().unwrap()).collect();
     for (i, (text, _, _)) in results.iter().enumerate() {
         assert_eq!(text, &solo[i], "stream {i} differs from its solo output");
     }
@@ -187,7 +242,10 @@ fn eight_concurrent_greedy_streams_equal_their_solo_outputs() {
 fn wait_for_idle(s: &Server) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while s.inflight() > 0 {
-        assert!(Instant::now() < deadline, "the disconnected request still holds its slot");
+        assert!(
+            Instant::now() < deadline,
+            "the disconnected request still holds its slot"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -196,7 +254,12 @@ fn wait_for_idle(s: &Server) {
 fn client_disconnect_frees_the_slot() {
     let s = Server::start(&["--parallel", "1"]);
     let body = json!({"model": MODEL, "messages": [{"role": "user", "content": "Count to one million."}], "max_tokens": 3000, "ignore_eos": true, "temperature": 0, "stream": true});
-    let mut r = s.http.post(s.url("/v1/chat/completions")).json(&body).send().unwrap();
+    let mut r = s
+        .http
+        .post(s.url("/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .unwrap();
     let mut buf = [0u8; 2048];
     let n = r.read(&mut buf).unwrap();
     assert!(n > 0);
@@ -205,10 +268,20 @@ fn client_disconnect_frees_the_slot() {
     // 3000 tokens would take many seconds; the slot must be free long before.
     wait_for_idle(&s);
     // Same for a non-streaming request whose client gives up.
-    let quick = reqwest::blocking::Client::builder().timeout(Duration::from_millis(1500)).build().unwrap();
+    let quick = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_millis(1500))
+        .build()
+        .unwrap();
     let mut nb = body.clone();
     nb["stream"] = json!(false);
-    assert!(quick.post(s.url("/v1/chat/completions")).json(&nb).send().is_err(), "expected a client timeout");
+    assert!(
+        quick
+            .post(s.url("/v1/chat/completions"))
+            .json(&nb)
+            .send()
+            .is_err(),
+        "expected a client timeout"
+    );
     wait_for_idle(&s);
     assert!(!s.chat_text("Hello!", 8).is_empty());
 }
@@ -220,7 +293,11 @@ fn bad_requests_get_4xx_while_others_keep_working() {
     let url = s.url("/v1/chat/completions");
     let long = std::thread::spawn(move || {
         let b = json!({"model": MODEL, "messages": [{"role": "user", "content": "Write a long essay."}], "max_tokens": 150, "ignore_eos": true, "temperature": 0, "stream": true});
-        let r = reqwest::blocking::Client::new().post(url).json(&b).send().unwrap();
+        let r = reqwest::blocking::Client::new()
+            .post(url)
+            .json(&b)
+            .send()
+            .unwrap();
         common::read_sse(r)
     });
     let long_prompt = "word ".repeat(400);
@@ -242,7 +319,10 @@ fn bad_requests_get_4xx_while_others_keep_working() {
         let (st, v) = s.post_raw(path, &body);
         assert_eq!(st, status, "{path} {body:.80} -> {v}");
         let err = &v["error"];
-        assert!(err["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+        assert!(
+            err["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{v}"
+        );
         assert!(err["type"].is_string(), "{v}");
         if let Some(p) = param {
             assert_eq!(err["param"], p, "{v}");
@@ -250,10 +330,22 @@ fn bad_requests_get_4xx_while_others_keep_working() {
         // The server still answers normally in between.
         assert!(!s.chat_text("Hi", 4).is_empty());
     }
-    assert_eq!(s.http.get(s.url("/v1/chat/completions")).send().unwrap().status().as_u16(), 405);
+    assert_eq!(
+        s.http
+            .get(s.url("/v1/chat/completions"))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        405
+    );
     let chunks = long.join().unwrap();
     assert_eq!(chunks.last().unwrap(), "[DONE]");
-    let finish = chunks.iter().rev().find_map(|c| c["choices"].get(0).and_then(|ch| ch["finish_reason"].as_str()));
+    let finish = chunks.iter().rev().find_map(|c| {
+        c["choices"]
+            .get(0)
+            .and_then(|ch| ch["finish_reason"].as_str())
+    });
     assert_eq!(finish, Some("length"));
 }
 
@@ -261,9 +353,19 @@ fn bad_requests_get_4xx_while_others_keep_working() {
 fn full_queue_answers_429() {
     let s = Server::start(&["--parallel", "1", "--max-queue", "1"]);
     let body = json!({"model": MODEL, "messages": [{"role": "user", "content": "Go on forever."}], "max_tokens": 2000, "ignore_eos": true, "stream": true});
-    let running = s.http.post(s.url("/v1/chat/completions")).json(&body).send().unwrap();
+    let running = s
+        .http
+        .post(s.url("/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .unwrap();
     assert_eq!(running.status(), 200);
-    let queued = s.http.post(s.url("/v1/chat/completions")).json(&body).send().unwrap();
+    let queued = s
+        .http
+        .post(s.url("/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .unwrap();
     assert_eq!(queued.status(), 200);
     let (st, v) = s.post("/v1/chat/completions", &chat_body("Hi", 4));
     assert_eq!(st, 429, "{v}");
@@ -283,18 +385,32 @@ fn logprobs_are_consistent_with_greedy_choice() {
     let (st, v) = s.post("/v1/chat/completions", &body);
     assert_eq!(st, 200, "{v}");
     let content = v["choices"][0]["logprobs"]["content"].as_array().unwrap();
-    assert_eq!(content.len() as u64, v["usage"]["completion_tokens"].as_u64().unwrap());
+    assert_eq!(
+        content.len() as u64,
+        v["usage"]["completion_tokens"].as_u64().unwrap()
+    );
     for t in content {
         let lp = t["logprob"].as_f64().unwrap();
         assert!(lp <= 0.0);
         let top = t["top_logprobs"].as_array().unwrap();
         assert_eq!(top.len(), 3);
         // Greedy: the chosen token is the most likely one.
-        assert!((top[0]["logprob"].as_f64().unwrap() - lp).abs() < 1e-4, "{t}");
-        assert!(top.windows(2).all(|w| w[0]["logprob"].as_f64() >= w[1]["logprob"].as_f64()));
+        assert!(
+            (top[0]["logprob"].as_f64().unwrap() - lp).abs() < 1e-4,
+            "{t}"
+        );
+        assert!(top
+            .windows(2)
+            .all(|w| w[0]["logprob"].as_f64() >= w[1]["logprob"].as_f64()));
     }
-    let text: String = content.iter().map(|t| t["token"].as_str().unwrap()).collect();
-    assert_eq!(text, v["choices"][0]["message"]["content"].as_str().unwrap());
+    let text: String = content
+        .iter()
+        .map(|t| t["token"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        text,
+        v["choices"][0]["message"]["content"].as_str().unwrap()
+    );
 }
 
 #[test]
@@ -308,27 +424,47 @@ fn shared_prefix_is_reused_across_different_requests() {
     let (_, a) = s.post("/v1/chat/completions", &body("How do I reset my password?"));
     let (_, b) = s.post("/v1/chat/completions", &body("Where is my invoice?"));
     assert_eq!(a["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
-    let cached = b["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64().unwrap();
-    assert!(cached > 150, "system prompt should be reused, cached {cached}");
+    let cached = b["usage"]["prompt_tokens_details"]["cached_tokens"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        cached > 150,
+        "system prompt should be reused, cached {cached}"
+    );
     // Reuse must not change results: a fresh server gives the same answer.
     let fresh = Server::start(&["--no-prefix-cache"]);
     let (_, c) = fresh.post("/v1/chat/completions", &body("Where is my invoice?"));
     assert_eq!(c["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
-    assert_eq!(b["choices"][0]["message"]["content"], c["choices"][0]["message"]["content"]);
+    assert_eq!(
+        b["choices"][0]["message"]["content"],
+        c["choices"][0]["message"]["content"]
+    );
 }
 
 #[test]
 fn sigterm_lets_running_requests_finish() {
     let mut s = Server::start(&[]);
     let body = json!({"model": MODEL, "messages": [{"role": "user", "content": "Write a poem."}], "max_tokens": 60, "ignore_eos": true, "temperature": 0, "stream": true});
-    let mut r = s.http.post(s.url("/v1/chat/completions")).json(&body).send().unwrap();
+    let mut r = s
+        .http
+        .post(s.url("/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .unwrap();
     let mut first = [0u8; 64];
     assert!(r.read(&mut first).unwrap() > 0);
     let pid = s.child.id().to_string();
-    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
     let mut rest = String::new();
     r.read_to_string(&mut rest).unwrap();
-    assert!(rest.contains("\"finish_reason\":\"length\""), "request was cut off: {rest:.300}");
+    assert!(
+        rest.contains("\"finish_reason\":\"length\""),
+        "request was cut off: {rest:.300}"
+    );
     assert!(rest.trim_end().ends_with("data: [DONE]"));
     let status = s.child.wait().unwrap();
     assert!(status.success(), "exit status {status:?}");
@@ -341,26 +477,48 @@ fn curl_streams_server_sent_events() {
     let (_, plain) = s.post("/v1/chat/completions", &body);
     body["stream"] = json!(true);
     let out = std::process::Command::new("curl")
-        .args(["-sN", "-H", "Content-Type: application/json", "-d", &body.to_string(), &s.url("/v1/chat/completions")])
+        .args([
+            "-sN",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            &body.to_string(),
+            &s.url("/v1/chat/completions"),
+        ])
         .output()
         .expect("curl is installed");
     assert!(out.status.success());
     let chunks = common::read_sse(&out.stdout[..]);
     assert_eq!(chunks.last().unwrap(), "[DONE]");
-    assert_eq!(chunks_text(&chunks), plain["choices"][0]["message"]["content"].as_str().unwrap());
+    assert_eq!(
+        chunks_text(&chunks),
+        plain["choices"][0]["message"]["content"].as_str().unwrap()
+    );
 }
 
 #[test]
 fn openai_python_client_works_unchanged() {
     let s = Server::start(&["--parallel", "4"]);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/python/test_openai.py");
-    let out = std::process::Command::new(std::env::var("BANTAM_PYTHON").unwrap_or_else(|_| "python3".into()))
-        .arg(script)
-        .env("BANTAM_BASE_URL", format!("{}/v1", s.base))
-        .env("BANTAM_MODEL", MODEL)
-        .output()
-        .expect("python3 is installed");
-    let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "openai client tests failed (pip install openai?):\n{log}");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/python/test_openai.py"
+    );
+    let out = std::process::Command::new(
+        std::env::var("BANTAM_PYTHON").unwrap_or_else(|_| "python3".into()),
+    )
+    .arg(script)
+    .env("BANTAM_BASE_URL", format!("{}/v1", s.base))
+    .env("BANTAM_MODEL", MODEL)
+    .output()
+    .expect("python3 is installed");
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "openai client tests failed (pip install openai?):\n{log}"
+    );
     assert!(log.contains("OK"), "{log}");
 }

@@ -143,17 +143,18 @@ pub(crate) fn chat(req: &ChatCompletionRequest, n_vocab: usize) -> Result<ValidC
     }
     let mut messages = Vec::with_capacity(req.messages.len());
     for (i, m) in req.messages.iter().enumerate() {
-        let role =
-            match m.role.as_str() {
-                "developer" => "system",
-                r @ ("system" | "user" | "assistant" | "tool") => r,
-                other => return Err(ApiError::invalid(
+        let role = match m.role.as_str() {
+            "developer" => "system",
+            r @ ("system" | "user" | "assistant" | "tool") => r,
+            other => {
+                return Err(ApiError::invalid(
                     Some(&format!("messages[{i}].role")),
                     format!(
                         "unknown role {other:?}; use system, developer, user, assistant or tool"
                     ),
-                )),
-            };
+                ))
+            }
+        };
         let content = match &m.content {
             None => String::new(),
             Some(MessageContent::Text(t)) => t.clone(),

@@ -188,9 +188,14 @@ fn extract_member(
     Ok(())
 }
 
-fn client(no_redirect: bool) -> Result<reqwest::blocking::Client, StoreError> {
-    let mut b = reqwest::blocking::Client::builder()
+/// No bytes for this long on a download counts as a stall: the attempt is dropped
+/// and resumed.
+const STALL: Duration = Duration::from_secs(60);
+
+fn client(no_redirect: bool) -> Result<reqwest::Client, StoreError> {
+    let mut b = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(30))
+        .read_timeout(STALL)
         .user_agent(concat!("bantam/", env!("CARGO_PKG_VERSION")));
     if no_redirect {
         b = b.redirect(reqwest::redirect::Policy::none());
@@ -201,20 +206,32 @@ fn client(no_redirect: bool) -> Result<reqwest::blocking::Client, StoreError> {
     })
 }
 
-fn auth(
-    req: reqwest::blocking::RequestBuilder,
-    token: Option<&str>,
-) -> reqwest::blocking::RequestBuilder {
+fn auth(req: reqwest::RequestBuilder, token: Option<&str>) -> reqwest::RequestBuilder {
     match token {
         Some(t) => req.bearer_auth(t),
         None => req,
     }
 }
 
+/// Downloads run on a small private runtime: the store's API is synchronous.
+fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, StoreError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| StoreError::Download {
+            url: String::new(),
+            reason: format!("starting the download runtime: {e}"),
+        })?;
+    Ok(rt.block_on(f))
+}
+
 /// Ask a Hugging Face endpoint for a file's sha256 (the `X-Linked-Etag` of LFS
 /// files) without downloading it.
 pub(crate) fn hf_sha256(url: &str, token: Option<&str>) -> Option<String> {
-    let resp = auth(client(true).ok()?.head(url), token).send().ok()?;
+    let client = client(true).ok()?;
+    let resp = block_on(async { auth(client.head(url), token).send().await })
+        .ok()?
+        .ok()?;
     let h = resp.headers();
     let v = h
         .get("x-linked-etag")
@@ -229,7 +246,7 @@ pub(crate) fn hf_sha256(url: &str, token: Option<&str>) -> Option<String> {
 }
 
 /// Download `url` into `partial`, resuming from what is already there.
-/// Transient failures are retried (resuming) a few times with backoff.
+/// Transient failures (connection drops, stalls, 5xx) are retried, resuming, with backoff.
 pub(crate) fn fetch_http(
     url: &str,
     partial: &Path,
@@ -241,22 +258,24 @@ pub(crate) fn fetch_http(
         reason,
     };
     let client = client(false)?;
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match fetch_http_once(&client, url, partial, token, progress) {
-            Ok(()) => return Ok(()),
-            Err(Transient(reason)) if attempt < 5 => {
-                progress.note(&format!(
-                    "download interrupted ({reason}); resuming (attempt {})",
-                    attempt + 1
-                ));
-                std::thread::sleep(Duration::from_millis(500 * (1 << attempt.min(4))));
+    block_on(async {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match fetch_http_once(&client, url, partial, token, progress).await {
+                Ok(()) => return Ok(()),
+                Err(Transient(reason)) if attempt < 5 => {
+                    progress.note(&format!(
+                        "download interrupted ({reason}); resuming (attempt {})",
+                        attempt + 1
+                    ));
+                    tokio::time::sleep(Duration::from_millis(250 * (1 << attempt.min(5)))).await;
+                }
+                Err(Transient(reason)) => return Err(dl_err(reason)),
+                Err(Fatal(e)) => return Err(e),
             }
-            Err(Transient(reason)) => return Err(dl_err(reason)),
-            Err(Fatal(e)) => return Err(e),
         }
-    }
+    })?
 }
 
 enum HttpFail {
@@ -265,8 +284,8 @@ enum HttpFail {
 }
 use HttpFail::{Fatal, Transient};
 
-fn fetch_http_once(
-    client: &reqwest::blocking::Client,
+async fn fetch_http_once(
+    client: &reqwest::Client,
     url: &str,
     partial: &Path,
     token: Option<&str>,
@@ -277,7 +296,7 @@ fn fetch_http_once(
     if have > 0 {
         req = req.header(reqwest::header::RANGE, format!("bytes={have}-"));
     }
-    let mut resp = req.send().map_err(|e| Transient(e.to_string()))?;
+    let mut resp = req.send().await.map_err(|e| Transient(e.to_string()))?;
     let status = resp.status();
     if status == reqwest::StatusCode::RANGE_NOT_SATISFIABLE && have > 0 {
         // Already complete; the checksum decides.
@@ -323,16 +342,20 @@ fn fetch_http_once(
     );
     progress.position(start);
     let mut w = BufWriter::new(f);
-    let mut buf = vec![0u8; CHUNK];
     let mut done = start;
     loop {
-        let n = resp.read(&mut buf).map_err(|e| Transient(e.to_string()))?;
-        if n == 0 {
-            break;
-        }
-        w.write_all(&buf[..n])
+        let chunk = match resp.chunk().await {
+            Ok(Some(c)) => c,
+            Ok(None) => break,
+            Err(e) => {
+                // Keep what arrived so the next attempt resumes after it.
+                let _ = w.flush();
+                return Err(Transient(e.to_string()));
+            }
+        };
+        w.write_all(&chunk)
             .map_err(|e| Fatal(io_err("writing", partial, e)))?;
-        done += n as u64;
+        done += chunk.len() as u64;
         progress.position(done);
     }
     w.flush()

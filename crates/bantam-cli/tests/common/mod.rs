@@ -13,7 +13,9 @@ pub const MODEL: &str = "smollm2:135m";
 
 /// The store holding the test model: `BANTAM_TEST_HOME`, else the default store.
 pub fn model_home() -> PathBuf {
-    let home = std::env::var_os("BANTAM_TEST_HOME").map(PathBuf::from).unwrap_or_else(bantam_store::Store::default_home);
+    let home = std::env::var_os("BANTAM_TEST_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(bantam_store::Store::default_home);
     let store = bantam_store::Store::open(&home).expect("open store");
     if store.get(MODEL).is_err() {
         panic!(
@@ -40,7 +42,15 @@ pub struct Server {
 impl Server {
     pub fn start(extra: &[&str]) -> Server {
         let mut child = bantam()
-            .args(["serve", "--host", "127.0.0.1", "--port", "0", "--keep-alive", "0"])
+            .args([
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--keep-alive",
+                "0",
+            ])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -56,8 +66,13 @@ impl Server {
                 }
             }
         });
-        let base = rx.recv_timeout(Duration::from_secs(60)).expect("server did not start");
-        let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(300)).build().unwrap();
+        let base = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("server did not start");
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(300))
+            .build()
+            .unwrap();
         Server { child, base, http }
     }
 
@@ -67,18 +82,34 @@ impl Server {
 
     /// POST JSON; returns status and parsed body.
     pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        let r = self.http.post(self.url(path)).json(body).send().expect("request");
+        let r = self
+            .http
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .expect("request");
         let status = r.status().as_u16();
         let text = r.text().unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     /// POST raw bytes.
     pub fn post_raw(&self, path: &str, body: &str) -> (u16, Value) {
-        let r = self.http.post(self.url(path)).body(body.to_string()).send().expect("request");
+        let r = self
+            .http
+            .post(self.url(path))
+            .body(body.to_string())
+            .send()
+            .expect("request");
         let status = r.status().as_u16();
         let text = r.text().unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     pub fn get(&self, path: &str) -> (u16, Value) {
@@ -89,7 +120,12 @@ impl Server {
 
     /// POST with `stream: true`; returns every `data:` payload until `[DONE]` (included as a string).
     pub fn stream(&self, path: &str, body: &Value) -> Vec<Value> {
-        let r = self.http.post(self.url(path)).json(body).send().expect("request");
+        let r = self
+            .http
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .expect("request");
         assert_eq!(r.status().as_u16(), 200, "stream status");
         read_sse(r)
     }
@@ -102,7 +138,10 @@ impl Server {
     pub fn chat_text(&self, prompt: &str, max_tokens: u32) -> String {
         let (s, v) = self.post("/v1/chat/completions", &chat_body(prompt, max_tokens));
         assert_eq!(s, 200, "{v}");
-        v["choices"][0]["message"]["content"].as_str().unwrap().to_string()
+        v["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 }
 
@@ -125,7 +164,11 @@ pub fn read_sse(r: impl Read) -> Vec<Value> {
 pub fn chunks_text(chunks: &[Value]) -> String {
     chunks
         .iter()
-        .filter_map(|c| c["choices"].get(0).and_then(|ch| ch["delta"]["content"].as_str()))
+        .filter_map(|c| {
+            c["choices"]
+                .get(0)
+                .and_then(|ch| ch["delta"]["content"].as_str())
+        })
         .collect()
 }
 
