@@ -2,7 +2,7 @@
 # Build llama.cpp's own `llama-server` from the same llama.cpp sources Bantam links,
 # as the reference for bench/serve_bench.py.
 #
-# The llama.cpp library sources (src/, ggml/, include/, common/) come from the
+# The llama.cpp engine sources (src/, ggml/, include/) come from the
 # llama-cpp-sys-2 crate Bantam builds with (Cargo.lock pins it). That crate ships no
 # server front-end, so tools/server (and what it includes) is taken from the
 # llama-cpp-python sdist on PyPI, whose vendored llama.cpp is a few days older and
@@ -26,8 +26,9 @@ tar xzf "$work"/llama_cpp_python-"$PYVER".tar.gz -C "$work"
 py="$work/llama_cpp_python-$PYVER/vendor/llama.cpp"
 src="$work/llama.cpp"
 cp -r "$py" "$src"
-# The engine: exactly the crate's sources.
-for d in src ggml include common; do rm -rf "${src:?}/$d"; cp -r "$crate/$d" "$src/$d"; done
+# The engine (model code, kernels, public API): exactly the crate's sources. The
+# server's helper library (common/) stays the sdist's, matching its server code.
+for d in src ggml include; do rm -rf "${src:?}/$d"; cp -r "$crate/$d" "$src/$d"; done
 cmake -S "$src" -B "$work/build" -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
   -DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON -DBUILD_SHARED_LIBS=ON \

@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 
 /// Run small language models locally: pull, chat, and serve an OpenAI-compatible API.
 #[derive(Debug, Parser)]
-#[command(name = "bantam", version, about, long_about = None, after_help = "Start here:\n  bantam pull smollm2:135m\n  bantam run smollm2:135m \"Why is the sky blue?\"\n  bantam serve")]
+#[command(name = "bantam", version, about = "Run small language models on your own hardware: pull them, chat, and serve an OpenAI-compatible API.", long_about = None, after_help = "Start here:\n  bantam pull smollm2:135m\n  bantam run smollm2:135m \"Why is the sky blue?\"\n  bantam serve")]
 struct Cli {
     /// Model store directory.
     #[arg(long, global = true, env = "BANTAM_HOME", value_name = "DIR")]

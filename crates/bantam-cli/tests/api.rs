@@ -49,7 +49,7 @@ fn chat_is_deterministic_and_reports_usage() {
     let u = &a["usage"];
     assert!(u["prompt_tokens"].as_u64().unwrap() > 5);
     let completion = u["completion_tokens"].as_u64().unwrap();
-    assert!(completion >= 1 && completion <= 24);
+    assert!((1..=24).contains(&completion));
     assert_eq!(
         u["total_tokens"].as_u64().unwrap(),
         u["prompt_tokens"].as_u64().unwrap() + completion
@@ -521,4 +521,54 @@ fn openai_python_client_works_unchanged() {
         "openai client tests failed (pip install openai?):\n{log}"
     );
     assert!(log.contains("OK"), "{log}");
+}
+
+#[test]
+fn models_load_on_demand_and_unload_by_lru_and_keep_alive() {
+    // The same weights under a second name: the GGUF path itself.
+    let home = common::model_home();
+    let out = common::bantam()
+        .args(["show", MODEL, "--json"])
+        .output()
+        .unwrap();
+    let digest = serde_json::from_slice::<Value>(&out.stdout).unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let path = home.join("blobs").join(format!("sha256-{digest}"));
+    let tmp = tempfile::tempdir().unwrap();
+    let other_path = tmp.path().join("copy.gguf");
+    std::fs::copy(&path, &other_path).unwrap();
+    let s = Server::start(&["--max-loaded", "1", "--keep-alive", "2"]);
+    let loaded = |s: &Server| -> Vec<String> {
+        s.get("/health").1["models_loaded"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(
+        loaded(&s).is_empty(),
+        "nothing is loaded before the first request"
+    );
+    assert!(!s.chat_text("Hi", 2).is_empty());
+    assert_eq!(loaded(&s), vec![MODEL.to_string()]);
+    let (st, v) = s.post(
+        "/v1/completions",
+        &json!({"model": other_path.to_str().unwrap(), "prompt": "Hello", "max_tokens": 2}),
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        loaded(&s),
+        vec![other_path.to_str().unwrap().to_string()],
+        "max_loaded=1 unloads the least recently used"
+    );
+    // Keep-alive of 2 s: the reaper unloads the idle model.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !loaded(&s).is_empty() {
+        assert!(Instant::now() < deadline, "idle model was not unloaded");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -81,7 +81,11 @@ impl ModelPool {
             })
             .await?
             .clone();
-        self.enforce_limit(&resolved.name);
+        let victims = self.enforce_limit(&resolved.name);
+        if !victims.is_empty() {
+            // Joining an engine thread blocks: not on the async worker.
+            tokio::task::spawn_blocking(move || drop(victims));
+        }
         Ok(engine)
     }
 
@@ -90,8 +94,10 @@ impl ModelPool {
         Ok(self.get(name).await?.info().clone())
     }
 
-    /// Unload the least recently used idle models beyond `max_loaded`.
-    fn enforce_limit(&self, keep: &str) {
+    /// Remove the least recently used idle models beyond `max_loaded` from the pool;
+    /// they unload when the returned handles drop.
+    fn enforce_limit(&self, keep: &str) -> Vec<Cell> {
+        let mut victims = Vec::new();
         let mut map = self.engines.lock().expect("pool lock");
         while map.len() > self.cfg.max_loaded.max(1) {
             let victim = map
@@ -104,11 +110,12 @@ impl ModelPool {
             match victim {
                 Some(n) => {
                     tracing::info!(model = %n, "unloading least recently used model");
-                    map.remove(&n);
+                    victims.extend(map.remove(&n));
                 }
                 None => break,
             }
         }
+        victims
     }
 
     /// Unload models idle for longer than the keep-alive. Returns their names.
@@ -116,6 +123,7 @@ impl ModelPool {
         let Some(keep_alive) = self.cfg.keep_alive() else {
             return Vec::new();
         };
+        let mut removed = Vec::new();
         let mut map = self.engines.lock().expect("pool lock");
         let idle: Vec<String> = map
             .iter()
@@ -125,8 +133,11 @@ impl ModelPool {
             .collect();
         for n in &idle {
             tracing::info!(model = %n, "unloading idle model (keep-alive expired)");
-            map.remove(n);
+            removed.extend(map.remove(n));
         }
+        // Engines are joined here, outside the lock.
+        drop(map);
+        drop(removed);
         idle
     }
 

@@ -86,12 +86,14 @@ pub async fn serve(
     });
     let server = tokio::spawn(async move { server.await });
     let _ = stop_rx.await;
-    // Wait for in-flight work, bounded by the grace period.
-    let deadline = tokio::time::Instant::now() + grace;
-    while state.pool.inflight() > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    // axum finishes once every open connection has completed its response; running
+    // requests get up to the grace period.
+    if tokio::time::timeout(grace, server).await.is_err() {
+        tracing::warn!(
+            inflight = state.pool.inflight(),
+            "grace period over; closing remaining connections"
+        );
     }
-    let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
     reaper.abort();
     let pool = state.pool.clone();
     let _ = tokio::task::spawn_blocking(move || pool.unload_all()).await;

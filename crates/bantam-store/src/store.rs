@@ -451,26 +451,6 @@ impl Store {
         Ok(m)
     }
 
-    /// Set (or with `None`, clear) an engine option for a model.
-    pub fn set_option(
-        &self,
-        name: &str,
-        key: &str,
-        value: Option<serde_json::Value>,
-    ) -> Result<Manifest, StoreError> {
-        let mut m = self.get(name)?;
-        match value {
-            Some(v) => {
-                m.options.insert(key.to_string(), v);
-            }
-            None => {
-                m.options.remove(key);
-            }
-        }
-        self.write_manifest(&m)?;
-        Ok(m)
-    }
-
     /// Path for a new staging file (used by archive import).
     pub(crate) fn new_staging(&self) -> Result<tempfile::NamedTempFile, StoreError> {
         self.staging_file()

@@ -130,3 +130,38 @@ pub fn serve(home: &Path, a: ServeArgs) -> Result<()> {
     })?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        a: ServeArgs,
+    }
+
+    #[test]
+    fn example_config_parses_and_flags_override_it() {
+        let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/bantam.toml");
+        let w = Wrap::try_parse_from(["x", "--config", file, "--port", "9999", "--parallel", "2"])
+            .unwrap();
+        let cfg = resolve(&w.a).unwrap();
+        assert_eq!(cfg.port, 9999, "flag wins");
+        assert_eq!(cfg.engine.parallel, 2, "flag wins");
+        assert_eq!(cfg.engine.ctx_size, 4096, "from the file");
+        assert_eq!(cfg.pool.max_loaded, 2, "from the file");
+        assert_eq!(cfg.preload, vec!["smollm2:135m".to_string()]);
+    }
+
+    #[test]
+    fn unknown_config_keys_are_errors() {
+        let dir = std::env::temp_dir().join(format!("bantam-cfg-{}", std::process::id()));
+        std::fs::write(&dir, "[engine]\nparalel = 3\n").unwrap();
+        let w = Wrap::try_parse_from(["x", "--config", dir.to_str().unwrap()]).unwrap();
+        let err = format!("{:#}", resolve(&w.a).unwrap_err());
+        assert!(err.contains("paralel"), "{err}");
+        let _ = std::fs::remove_file(dir);
+    }
+}

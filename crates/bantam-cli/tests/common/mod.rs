@@ -41,16 +41,12 @@ pub struct Server {
 
 impl Server {
     pub fn start(extra: &[&str]) -> Server {
-        let mut child = bantam()
-            .args([
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--keep-alive",
-                "0",
-            ])
+        let mut cmd = bantam();
+        cmd.args(["serve", "--host", "127.0.0.1", "--port", "0"]);
+        if !extra.contains(&"--keep-alive") {
+            cmd.args(["--keep-alive", "0"]);
+        }
+        let mut child = cmd
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
