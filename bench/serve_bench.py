@@ -54,13 +54,14 @@ class Server:
         self.kind, self.port = kind, port
         if kind == "bantam":
             cmd = [args.bantam, "serve", "--port", str(port), "--parallel", str(args.parallel), "--threads", str(args.threads),
-                   "--ctx-size", str(args.ctx), "--keep-alive", "0"]
+                   "--ctx-size", str(args.ctx), "--keep-alive", "0", "--flash-attention", args.fa]
             env = dict(os.environ, BANTAM_HOME=args.home)
             self.model = args.model
         else:
             cmd = [args.llama_server, "-m", args.gguf, "--port", str(port), "-t", str(args.threads), "-tb", str(args.threads),
-                   "-np", str(args.parallel), "-c", str(args.ctx * args.parallel), "-fa", "off", "--no-webui"]
-            env = dict(os.environ)
+                   "-np", str(args.parallel), "-c", str(args.ctx * args.parallel), "-fa", args.fa, "--no-webui"]
+            # Its shared libraries and CPU variants sit next to it.
+            env = dict(os.environ, LD_LIBRARY_PATH=os.path.dirname(os.path.abspath(args.llama_server)))
             self.model = "model"
         self.t0 = time.perf_counter()
         self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -183,11 +184,14 @@ def main():
     ap.add_argument("--ctx", type=int, default=4096, help="context per slot")
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--fa", choices=["on", "off"], help="flash attention for both servers (default: the model's stored choice)")
     ap.add_argument("--json", help="also write raw results here")
     args = ap.parse_args()
     show = subprocess.run([args.bantam, "show", args.model, "--json"], env=dict(os.environ, BANTAM_HOME=args.home),
                           capture_output=True, text=True, check=True)
-    digest = json.loads(show.stdout)["digest"].split(":")[1]
+    manifest = json.loads(show.stdout)
+    digest = manifest["digest"].split(":")[1]
+    args.fa = args.fa or manifest.get("options", {}).get("flash_attention", "off")
     args.gguf = os.path.join(args.home, "blobs", f"sha256-{digest}")
     runs = {"bantam": [], "llama-server": []}
     for r in range(args.rounds):
@@ -205,7 +209,7 @@ def main():
         ("cold_start_s", "cold start: process start -> first token (s)", False),
     ]
     med = {k: {m: statistics.median(x[m] for x in v) for m, _, _ in metrics} for k, v in runs.items()}
-    print(f"\nModel {args.model}, {args.threads} threads, {args.parallel} slots x {args.ctx} ctx, {args.rounds} interleaved rounds (medians)\n")
+    print(f"\nModel {args.model}, {args.threads} threads, {args.parallel} slots x {args.ctx} ctx, flash attention {args.fa}, {args.rounds} interleaved rounds (medians)\n")
     print("| metric | bantam | llama-server | ratio (higher is better for Bantam) |")
     print("|---|---:|---:|---:|")
     for m, label, higher in metrics:

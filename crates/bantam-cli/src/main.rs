@@ -44,6 +44,8 @@ enum Command {
     Run(cmd::run::RunArgs),
     /// Serve the OpenAI-compatible HTTP API.
     Serve(cmd::serve::ServeArgs),
+    /// Measure a model on this machine (prefill and decode tok/s) and choose its flash-attention setting.
+    Bench(cmd::bench::BenchArgs),
     /// Show what this machine offers: CPU kernels chosen, threads, store location.
     Info,
 }
@@ -80,6 +82,7 @@ fn main() -> std::process::ExitCode {
         Command::Config(a) => cmd::store::config(&home, a),
         Command::Run(a) => cmd::run::run(&home, a),
         Command::Serve(a) => cmd::serve::serve(&home, a),
+        Command::Bench(a) => cmd::bench::bench(&home, a),
         Command::Info => cmd::info(&home),
     };
     match result {

@@ -207,12 +207,17 @@ impl Scheduler {
         if gone > 0 {
             self.inflight.fetch_sub(gone, Ordering::SeqCst);
         }
-        for slot in &mut self.slots {
-            if slot.active.as_ref().is_some_and(|a| a.job.tx.is_closed()) {
-                slot.active = None;
-                slot.last_used = Instant::now();
-                self.inflight.fetch_sub(1, Ordering::SeqCst);
-                tracing::debug!(seq = slot.seq, "request cancelled by client; slot freed");
+        for i in 0..self.slots.len() {
+            if self.slots[i]
+                .active
+                .as_ref()
+                .is_some_and(|a| a.job.tx.is_closed())
+            {
+                tracing::debug!(
+                    seq = self.slots[i].seq,
+                    "request cancelled by client; slot freed"
+                );
+                self.release(i);
             }
         }
     }
@@ -366,16 +371,14 @@ impl Scheduler {
 
         if let Err(e) = self.decode_with_eviction() {
             tracing::error!(error = %e, "decode failed; failing the requests in this batch");
-            for slot in &mut self.slots {
-                if slot.fed.is_empty() {
+            for i in 0..self.slots.len() {
+                if self.slots[i].fed.is_empty() {
                     continue;
                 }
-                if let Some(a) = slot.active.take() {
-                    let _ = a.job.tx.send(Err(EngineError::Decode(e.to_string())));
-                    self.inflight.fetch_sub(1, Ordering::SeqCst);
-                }
-                self.ctx.seq_rm(slot.seq, -1, -1);
-                slot.cached.clear();
+                self.finish_err(i, EngineError::Decode(e.to_string()));
+                let seq = self.slots[i].seq;
+                self.ctx.seq_rm(seq, -1, -1);
+                self.slots[i].cached.clear();
             }
             return;
         }
@@ -481,31 +484,62 @@ impl Scheduler {
         a.next_token = Some(token);
     }
 
-    fn cancel(&mut self, i: usize) {
+    /// Make slot `i` idle (its request is over or gone) and apply the cache policy.
+    /// Returns the request it was running.
+    fn release(&mut self, i: usize) -> Option<Box<Active>> {
         let slot = &mut self.slots[i];
-        slot.active = None;
+        let a = slot.active.take()?;
         slot.last_used = Instant::now();
         self.inflight.fetch_sub(1, Ordering::SeqCst);
+        if !self.cfg.prefix_cache {
+            self.ctx.seq_rm(slot.seq, -1, -1);
+            slot.cached.clear();
+        } else if self.cfg.kv_unified {
+            self.trim_idle_caches();
+        }
+        Some(a)
+    }
+
+    /// In a unified KV cache every token attends over the whole used range, idle
+    /// slots' cells included: keep the idle caches within one sequence's worth of
+    /// tokens, dropping the least recently used first.
+    fn trim_idle_caches(&mut self) {
+        let budget = self.cfg.ctx_per_seq;
+        loop {
+            let idle = || {
+                self.slots
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| s.active.is_none() && !s.cached.is_empty())
+            };
+            let total: usize = idle().map(|(_, s)| s.cached.len()).sum();
+            if total <= budget {
+                return;
+            }
+            let Some(victim) = idle().min_by_key(|(_, s)| s.last_used).map(|(i, _)| i) else {
+                return;
+            };
+            self.ctx.seq_rm(self.slots[victim].seq, -1, -1);
+            self.slots[victim].cached.clear();
+        }
+    }
+
+    fn cancel(&mut self, i: usize) {
+        self.release(i);
     }
 
     fn finish_err(&mut self, i: usize, err: EngineError) {
-        let slot = &mut self.slots[i];
-        if let Some(a) = slot.active.take() {
+        if let Some(a) = self.release(i) {
             let _ = a.job.tx.send(Err(err));
-            self.inflight.fetch_sub(1, Ordering::SeqCst);
         }
-        slot.last_used = Instant::now();
     }
 
     /// End a request. `flush` releases text held back for possible stop strings or
     /// incomplete characters (not after a stop string matched: that text is cut).
     fn finish(&mut self, i: usize, reason: FinishReason, flush: bool) {
-        let slot = &mut self.slots[i];
-        let Some(mut a) = slot.active.take() else {
+        let Some(mut a) = self.release(i) else {
             return;
         };
-        slot.last_used = Instant::now();
-        self.inflight.fetch_sub(1, Ordering::SeqCst);
         let mut tail = String::new();
         if flush {
             let scan = a.stop.push(&a.utf8.finish());

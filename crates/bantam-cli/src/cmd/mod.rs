@@ -1,5 +1,6 @@
 //! Subcommands.
 
+pub mod bench;
 pub mod run;
 pub mod serve;
 pub mod store;

@@ -116,14 +116,15 @@ pub fn serve(home: &Path, a: ServeArgs) -> Result<()> {
         .build()?;
     rt.block_on(async move {
         let state = AppState::new(store, cfg);
-        let shutdown = async {
-            let ctrl_c = tokio::signal::ctrl_c();
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("SIGTERM handler");
+        // Register the handlers before the port opens: a signal that arrives before
+        // registration would kill the process without a graceful shutdown.
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let shutdown = async move {
             tokio::select! {
-                _ = ctrl_c => {},
                 _ = term.recv() => {},
+                _ = int.recv() => {},
             }
         };
         bantam_server::serve(state, shutdown).await

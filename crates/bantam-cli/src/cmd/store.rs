@@ -28,6 +28,9 @@ pub struct PullArgs {
     /// Fetch again even if already installed.
     #[arg(long)]
     pub force: bool,
+    /// Do not measure flash attention on this machine after pulling.
+    #[arg(long)]
+    pub no_tune: bool,
     /// List the catalog instead.
     #[arg(long)]
     pub list: bool,
@@ -84,6 +87,9 @@ pub struct ImportArgs {
     /// Hash of the data this model or adapter was trained on (lineage).
     #[arg(long)]
     pub training_data_hash: Option<String>,
+    /// Do not measure flash attention on this machine after importing.
+    #[arg(long)]
+    pub no_tune: bool,
 }
 
 #[derive(Debug, Args)]
@@ -175,6 +181,9 @@ pub fn pull(home: &Path, a: PullArgs) -> Result<()> {
         m.quantization.as_deref().unwrap_or("?"),
         m.short_id()
     );
+    if !a.no_tune && !m.options.contains_key("flash_attention") {
+        super::bench::tune_after_install(&store, &m.name)?;
+    }
     Ok(())
 }
 
@@ -344,6 +353,10 @@ pub fn import(home: &Path, a: ImportArgs) -> Result<()> {
         human_size(m.size),
         m.short_id()
     );
+    // The machine may differ from the one the model came from: measure here.
+    if !a.no_tune {
+        super::bench::tune_after_install(&store, &m.name)?;
+    }
     Ok(())
 }
 
