@@ -572,3 +572,56 @@ fn models_load_on_demand_and_unload_by_lru_and_keep_alive() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+#[test]
+fn prefix_is_copied_from_a_busy_slot_without_changing_results() {
+    prefix_copy_case("false");
+}
+
+#[test]
+fn prefix_is_shared_from_a_busy_slot_in_a_unified_cache() {
+    prefix_copy_case("true");
+}
+
+fn prefix_copy_case(kv_unified: &str) {
+    let system =
+        "You answer questions about the ACME Widget 3000, a kitchen appliance. ".repeat(12);
+    let question = |q: &str| {
+        json!({"model": MODEL, "temperature": 0, "max_tokens": 12,
+            "messages": [{"role": "system", "content": system}, {"role": "user", "content": q}]})
+    };
+    // Reference answer from a server that never reuses anything.
+    let fresh = Server::start(&["--no-prefix-cache"]);
+    let (_, want) = fresh.post("/v1/chat/completions", &question("Is it dishwasher safe?"));
+    drop(fresh);
+
+    let s = Server::start(&["--parallel", "2", "--kv-unified", kv_unified]);
+    // A long request holds slot 1 with the system prompt cached…
+    let mut long = question("Describe it in detail.");
+    long["max_tokens"] = json!(400);
+    long["ignore_eos"] = json!(true);
+    long["stream"] = json!(true);
+    let mut running = s
+        .http
+        .post(s.url("/v1/chat/completions"))
+        .json(&long)
+        .send()
+        .unwrap();
+    let mut buf = [0u8; 512];
+    assert!(running.read(&mut buf).unwrap() > 0);
+    // …so this one lands in the other slot and copies the prefix from the busy one.
+    let (st, got) = s.post("/v1/chat/completions", &question("Is it dishwasher safe?"));
+    assert_eq!(st, 200, "{got}");
+    let cached = got["usage"]["prompt_tokens_details"]["cached_tokens"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        cached > 100,
+        "prefix should come from the busy slot, cached {cached}"
+    );
+    assert_eq!(
+        got["choices"][0]["message"]["content"],
+        want["choices"][0]["message"]["content"]
+    );
+    drop(running);
+}
