@@ -6,25 +6,10 @@
 use bantam_engine::template::TemplateMessage;
 use bantam_types::generate::{GenerateRequest, Prompt, SamplingParams};
 use bantam_types::openai::{
-    ChatCompletionRequest, CompletionRequest, MessageContent, PromptSpec, StopSpec,
+    ChatCompletionRequest, CompletionRequest, MessageContent, PromptSpec, SamplingOptions, StopSpec,
 };
 
 use crate::error::ApiError;
-
-/// Common sampling fields of both request kinds.
-pub(crate) struct SamplingFields<'a> {
-    pub temperature: Option<f32>,
-    pub top_p: Option<f32>,
-    pub top_k: Option<u32>,
-    pub min_p: Option<f32>,
-    pub repetition_penalty: Option<f32>,
-    pub frequency_penalty: Option<f32>,
-    pub presence_penalty: Option<f32>,
-    pub seed: Option<i64>,
-    pub logit_bias: Option<&'a std::collections::HashMap<String, f32>>,
-    pub n: Option<u32>,
-    pub stop: Option<&'a StopSpec>,
-}
 
 fn range(param: &str, v: Option<f32>, lo: f32, hi: f32) -> Result<(), ApiError> {
     match v {
@@ -37,7 +22,7 @@ fn range(param: &str, v: Option<f32>, lo: f32, hi: f32) -> Result<(), ApiError> 
 }
 
 pub(crate) fn sampling(
-    f: &SamplingFields<'_>,
+    f: &SamplingOptions,
     n_vocab: usize,
 ) -> Result<(SamplingParams, Vec<String>), ApiError> {
     range("temperature", f.temperature, 0.0, 2.0)?;
@@ -61,7 +46,7 @@ pub(crate) fn sampling(
         }
     }
     let mut logit_bias = Vec::new();
-    if let Some(map) = f.logit_bias {
+    if let Some(map) = &f.logit_bias {
         for (k, &v) in map {
             let id: i32 = k.parse().map_err(|_| {
                 ApiError::invalid(
@@ -80,7 +65,7 @@ pub(crate) fn sampling(
         }
         logit_bias.sort_by_key(|&(id, _)| id);
     }
-    let stop = f.stop.cloned().map(StopSpec::into_vec).unwrap_or_default();
+    let stop = f.stop.clone().map(StopSpec::into_vec).unwrap_or_default();
     if stop.len() > 16 {
         return Err(ApiError::invalid(
             Some("stop"),
@@ -224,22 +209,7 @@ pub(crate) fn chat(req: &ChatCompletionRequest, n_vocab: usize) -> Result<ValidC
             ));
         }
     }
-    let (sampling, stop) = sampling(
-        &SamplingFields {
-            temperature: req.temperature,
-            top_p: req.top_p,
-            top_k: req.top_k,
-            min_p: req.min_p,
-            repetition_penalty: req.repetition_penalty,
-            frequency_penalty: req.frequency_penalty,
-            presence_penalty: req.presence_penalty,
-            seed: req.seed,
-            logit_bias: req.logit_bias.as_ref(),
-            n: req.n,
-            stop: req.stop.as_ref(),
-        },
-        n_vocab,
-    )?;
+    let (sampling, stop) = sampling(&req.sampling, n_vocab)?;
     let max = max_tokens("max_completion_tokens", req.max_completion_tokens)?
         .or(max_tokens("max_tokens", req.max_tokens)?);
     let stream = req.stream.unwrap_or(false);
@@ -257,7 +227,7 @@ pub(crate) fn chat(req: &ChatCompletionRequest, n_vocab: usize) -> Result<ValidC
             sampling,
             stop,
             logprobs: (req.logprobs == Some(true)).then_some(top_logprobs.unwrap_or(0)),
-            ignore_eos: req.ignore_eos.unwrap_or(false),
+            ignore_eos: req.sampling.ignore_eos.unwrap_or(false),
         },
         stream,
         include_usage: req.stream_options.as_ref().is_some_and(|o| o.include_usage),
@@ -315,22 +285,7 @@ pub(crate) fn completion(
             "logprobs must be between 0 and 20",
         ));
     }
-    let (sampling, stop) = sampling(
-        &SamplingFields {
-            temperature: req.temperature,
-            top_p: req.top_p,
-            top_k: req.top_k,
-            min_p: req.min_p,
-            repetition_penalty: req.repetition_penalty,
-            frequency_penalty: req.frequency_penalty,
-            presence_penalty: req.presence_penalty,
-            seed: req.seed,
-            logit_bias: req.logit_bias.as_ref(),
-            n: req.n,
-            stop: req.stop.as_ref(),
-        },
-        n_vocab,
-    )?;
+    let (sampling, stop) = sampling(&req.sampling, n_vocab)?;
     let stream = req.stream.unwrap_or(false);
     if req.stream_options.is_some() && !stream {
         return Err(ApiError::invalid(
@@ -347,7 +302,7 @@ pub(crate) fn completion(
             sampling,
             stop,
             logprobs: req.logprobs,
-            ignore_eos: req.ignore_eos.unwrap_or(false),
+            ignore_eos: req.sampling.ignore_eos.unwrap_or(false),
         },
         stream,
         include_usage: req.stream_options.as_ref().is_some_and(|o| o.include_usage),

@@ -76,13 +76,9 @@ pub struct StreamOptions {
     pub include_usage: bool,
 }
 
-/// `POST /v1/chat/completions`.
+/// Sampling fields shared by chat and text completions (flattened into both).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
-pub struct ChatCompletionRequest {
-    /// Model name.
-    pub model: String,
-    /// The conversation.
-    pub messages: Vec<ChatMessage>,
+pub struct SamplingOptions {
     /// Sampling temperature (0..2).
     #[serde(default)]
     pub temperature: Option<f32>,
@@ -92,21 +88,9 @@ pub struct ChatCompletionRequest {
     /// Number of choices; only 1 is supported.
     #[serde(default)]
     pub n: Option<u32>,
-    /// Stream server-sent events.
-    #[serde(default)]
-    pub stream: Option<bool>,
-    /// Streaming options.
-    #[serde(default)]
-    pub stream_options: Option<StreamOptions>,
     /// Stop strings.
     #[serde(default)]
     pub stop: Option<StopSpec>,
-    /// Deprecated name of `max_completion_tokens`.
-    #[serde(default)]
-    pub max_tokens: Option<u32>,
-    /// Upper bound on generated tokens.
-    #[serde(default)]
-    pub max_completion_tokens: Option<u32>,
     /// −2..2.
     #[serde(default)]
     pub presence_penalty: Option<f32>,
@@ -116,27 +100,9 @@ pub struct ChatCompletionRequest {
     /// Token id (as a string) → bias −100..100.
     #[serde(default)]
     pub logit_bias: Option<std::collections::HashMap<String, f32>>,
-    /// Return log-probabilities of the output tokens.
-    #[serde(default)]
-    pub logprobs: Option<bool>,
-    /// 0..20 most likely alternatives per token (needs `logprobs`).
-    #[serde(default)]
-    pub top_logprobs: Option<u32>,
     /// Seed for reproducible sampling.
     #[serde(default)]
     pub seed: Option<i64>,
-    /// End-user id (ignored).
-    #[serde(default)]
-    pub user: Option<String>,
-    /// Structured output (handled by the structured-output feature).
-    #[serde(default)]
-    pub response_format: Option<Value>,
-    /// Tools (handled by the tool-calling feature).
-    #[serde(default)]
-    pub tools: Option<Value>,
-    /// Tool choice.
-    #[serde(default)]
-    pub tool_choice: Option<Value>,
     /// Extension: top-k sampling.
     #[serde(default)]
     pub top_k: Option<u32>,
@@ -149,6 +115,48 @@ pub struct ChatCompletionRequest {
     /// Extension: keep generating past end-of-generation tokens (benchmarks).
     #[serde(default)]
     pub ignore_eos: Option<bool>,
+}
+
+/// `POST /v1/chat/completions`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct ChatCompletionRequest {
+    /// Model name.
+    pub model: String,
+    /// The conversation.
+    pub messages: Vec<ChatMessage>,
+    /// Stream server-sent events.
+    #[serde(default)]
+    pub stream: Option<bool>,
+    /// Streaming options.
+    #[serde(default)]
+    pub stream_options: Option<StreamOptions>,
+    /// Deprecated name of `max_completion_tokens`.
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+    /// Upper bound on generated tokens.
+    #[serde(default)]
+    pub max_completion_tokens: Option<u32>,
+    /// Return log-probabilities of the output tokens.
+    #[serde(default)]
+    pub logprobs: Option<bool>,
+    /// 0..20 most likely alternatives per token (needs `logprobs`).
+    #[serde(default)]
+    pub top_logprobs: Option<u32>,
+    /// End-user id (ignored).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Structured output (handled by the structured-output feature).
+    #[serde(default)]
+    pub response_format: Option<Value>,
+    /// Tools (handled by the tool-calling feature).
+    #[serde(default)]
+    pub tools: Option<Value>,
+    /// Tool choice.
+    #[serde(default)]
+    pub tool_choice: Option<Value>,
+    /// Sampling settings.
+    #[serde(flatten)]
+    pub sampling: SamplingOptions,
 }
 
 /// `prompt` of a legacy completion: text, texts, tokens or token lists.
@@ -175,15 +183,6 @@ pub struct CompletionRequest {
     /// Upper bound on generated tokens (OpenAI's default is 16).
     #[serde(default)]
     pub max_tokens: Option<u32>,
-    /// Sampling temperature.
-    #[serde(default)]
-    pub temperature: Option<f32>,
-    /// Nucleus sampling.
-    #[serde(default)]
-    pub top_p: Option<f32>,
-    /// Number of choices; only 1 is supported.
-    #[serde(default)]
-    pub n: Option<u32>,
     /// Stream server-sent events.
     #[serde(default)]
     pub stream: Option<bool>,
@@ -196,21 +195,6 @@ pub struct CompletionRequest {
     /// Prepend the prompt to the output.
     #[serde(default)]
     pub echo: Option<bool>,
-    /// Stop strings.
-    #[serde(default)]
-    pub stop: Option<StopSpec>,
-    /// −2..2.
-    #[serde(default)]
-    pub presence_penalty: Option<f32>,
-    /// −2..2.
-    #[serde(default)]
-    pub frequency_penalty: Option<f32>,
-    /// Token id → bias.
-    #[serde(default)]
-    pub logit_bias: Option<std::collections::HashMap<String, f32>>,
-    /// Seed.
-    #[serde(default)]
-    pub seed: Option<i64>,
     /// Text after the completion (not supported; rejected when set).
     #[serde(default)]
     pub suffix: Option<String>,
@@ -220,18 +204,9 @@ pub struct CompletionRequest {
     /// End-user id (ignored).
     #[serde(default)]
     pub user: Option<String>,
-    /// Extension: top-k.
-    #[serde(default)]
-    pub top_k: Option<u32>,
-    /// Extension: min-p.
-    #[serde(default)]
-    pub min_p: Option<f32>,
-    /// Extension: repetition penalty.
-    #[serde(default, alias = "repeat_penalty")]
-    pub repetition_penalty: Option<f32>,
-    /// Extension: ignore end-of-generation tokens.
-    #[serde(default)]
-    pub ignore_eos: Option<bool>,
+    /// Sampling settings.
+    #[serde(flatten)]
+    pub sampling: SamplingOptions,
 }
 
 /// Token usage in responses.
@@ -475,7 +450,7 @@ mod tests {
             "some_future_field":1}"#;
         let r: ChatCompletionRequest = serde_json::from_str(body).unwrap();
         assert_eq!(r.messages.len(), 2);
-        assert_eq!(r.stop.unwrap().into_vec(), vec!["x".to_string()]);
+        assert_eq!(r.sampling.stop.unwrap().into_vec(), vec!["x".to_string()]);
         assert!(r.stream_options.unwrap().include_usage);
         assert!(matches!(
             r.messages[1].content,
