@@ -185,9 +185,11 @@ fn eight_concurrent_greedy_streams_equal_their_solo_outputs() {
     .iter()
     .map(|s| s.to_string())
     .collect();
+    // Every stream runs its full 40 tokens, so they certainly overlap in time.
     let body = |p: &str| {
         let mut b = chat_body(p, 40);
         b["stream"] = json!(true);
+        b["ignore_eos"] = json!(true);
         b
     };
     let solo: Vec<String> = prompts
@@ -601,14 +603,23 @@ fn prefix_copy_case(kv_unified: &str) {
     long["max_tokens"] = json!(400);
     long["ignore_eos"] = json!(true);
     long["stream"] = json!(true);
-    let mut running = s
+    let running = s
         .http
         .post(s.url("/v1/chat/completions"))
         .json(&long)
         .send()
         .unwrap();
-    let mut buf = [0u8; 512];
-    assert!(running.read(&mut buf).unwrap() > 0);
+    // Wait for its first generated token: its whole prompt is in the KV cache then.
+    let mut reader = std::io::BufReader::new(running);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+        assert!(n > 0, "stream ended early");
+        if line.contains("\"content\":\"") && !line.contains("\"content\":\"\"") {
+            break;
+        }
+    }
     // …so this one lands in the other slot and copies the prefix from the busy one.
     let (st, got) = s.post("/v1/chat/completions", &question("Is it dishwasher safe?"));
     assert_eq!(st, 200, "{got}");
@@ -623,5 +634,5 @@ fn prefix_copy_case(kv_unified: &str) {
         got["choices"][0]["message"]["content"],
         want["choices"][0]["message"]["content"]
     );
-    drop(running);
+    drop(reader);
 }
