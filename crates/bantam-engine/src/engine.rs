@@ -52,7 +52,6 @@ pub struct ModelInfo {
 #[derive(Debug)]
 pub struct EventStream {
     rx: UnboundedReceiver<Result<GenerateEvent, EngineError>>,
-    prompt_tokens: usize,
 }
 
 impl EventStream {
@@ -64,11 +63,6 @@ impl EventStream {
     /// Blocking variant for non-async callers (the CLI).
     pub fn blocking_next(&mut self) -> Option<Result<GenerateEvent, EngineError>> {
         self.rx.blocking_recv()
-    }
-
-    /// Number of prompt tokens.
-    pub fn prompt_tokens(&self) -> usize {
-        self.prompt_tokens
     }
 }
 
@@ -318,7 +312,6 @@ impl Engine {
             *t = Instant::now();
         }
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let prompt_tokens = tokens.len();
         let job = Job {
             tokens,
             req,
@@ -334,7 +327,7 @@ impl Engine {
             self.inflight.fetch_sub(1, Ordering::SeqCst);
             return Err(EngineError::Stopped);
         }
-        Ok(EventStream { rx, prompt_tokens })
+        Ok(EventStream { rx })
     }
 }
 

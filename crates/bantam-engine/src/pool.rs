@@ -141,15 +141,6 @@ impl ModelPool {
         idle
     }
 
-    /// Unload one model now. Returns whether it was loaded.
-    pub fn unload(&self, name: &str) -> bool {
-        self.engines
-            .lock()
-            .expect("pool lock")
-            .remove(name)
-            .is_some()
-    }
-
     /// Unload everything (shutdown).
     pub fn unload_all(&self) {
         self.engines.lock().expect("pool lock").clear();

@@ -109,6 +109,16 @@ impl Sampler {
     /// Pick the next token from `logits` (one row, `n_vocab` long).
     pub fn sample(&mut self, logits: &[f32]) -> i32 {
         let touched = self.adjustments(logits);
+        if self.params.temperature <= 0.0 && touched.is_empty() {
+            // Plain greedy: no copy of the row. First maximum wins, as below.
+            let mut best = 0;
+            for (i, &l) in logits.iter().enumerate() {
+                if l > logits[best] {
+                    best = i;
+                }
+            }
+            return best as i32;
+        }
         let cands = &mut self.scratch;
         cands.clear();
         cands.extend(logits.iter().enumerate().map(|(i, &l)| Cand {

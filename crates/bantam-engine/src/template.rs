@@ -128,16 +128,6 @@ impl ChatTemplate {
         self.origin
     }
 
-    /// The Jinja source.
-    pub fn source(&self) -> &str {
-        &self.source
-    }
-
-    /// The BOS token text the template may print.
-    pub fn bos_token(&self) -> &str {
-        &self.bos_token
-    }
-
     fn env(&self) -> Environment<'static> {
         let mut env = Environment::new();
         minijinja_contrib::add_to_environment(&mut env);

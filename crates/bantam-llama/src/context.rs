@@ -4,7 +4,7 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 
 use crate::batch::Batch;
-use crate::model::{Model, Token};
+use crate::model::Model;
 
 /// Flash-attention policy for a context.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -188,20 +188,6 @@ impl Context {
         }
     }
 
-    /// Pooled embedding of sequence `seq` (needs `embeddings = true`).
-    pub fn embeddings_seq(&self, seq: i32) -> Option<&[f32]> {
-        // SAFETY: returns null when unavailable; otherwise n_embd floats valid until
-        // the next decode.
-        unsafe {
-            let p = llama_cpp_sys_2::llama_get_embeddings_seq(self.ptr.as_ptr(), seq);
-            if p.is_null() {
-                None
-            } else {
-                Some(std::slice::from_raw_parts(p, self.model.n_embd()))
-            }
-        }
-    }
-
     fn memory(&self) -> llama_cpp_sys_2::llama_memory_t {
         // SAFETY: valid context; the memory handle lives as long as the context.
         unsafe { llama_cpp_sys_2::llama_get_memory(self.ptr.as_ptr()) }
@@ -227,27 +213,8 @@ impl Context {
         unsafe { llama_cpp_sys_2::llama_memory_seq_pos_max(self.memory(), seq) }
     }
 
-    /// Drop the whole KV cache.
-    pub fn clear(&mut self) {
-        // SAFETY: valid memory handle.
-        unsafe { llama_cpp_sys_2::llama_memory_clear(self.memory(), true) }
-    }
-
-    /// Change the thread counts.
-    pub fn set_threads(&mut self, n_threads: i32, n_threads_batch: i32) {
-        // SAFETY: valid context.
-        unsafe {
-            llama_cpp_sys_2::llama_set_n_threads(self.ptr.as_ptr(), n_threads, n_threads_batch)
-        }
-    }
-
     /// Vocabulary size (length of each logits row).
     pub fn n_vocab(&self) -> usize {
         self.n_vocab
-    }
-
-    /// Convenience: whether `t` ends generation for this model.
-    pub fn is_eog(&self, t: Token) -> bool {
-        self.model.is_eog(t)
     }
 }

@@ -78,34 +78,12 @@ impl Server {
 
     /// POST JSON; returns status and parsed body.
     pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        let r = self
-            .http
-            .post(self.url(path))
-            .json(body)
-            .send()
-            .expect("request");
-        let status = r.status().as_u16();
-        let text = r.text().unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        status_and_body(self.http.post(self.url(path)).json(body))
     }
 
     /// POST raw bytes.
     pub fn post_raw(&self, path: &str, body: &str) -> (u16, Value) {
-        let r = self
-            .http
-            .post(self.url(path))
-            .body(body.to_string())
-            .send()
-            .expect("request");
-        let status = r.status().as_u16();
-        let text = r.text().unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        status_and_body(self.http.post(self.url(path)).body(body.to_string()))
     }
 
     pub fn get(&self, path: &str) -> (u16, Value) {
@@ -139,6 +117,17 @@ impl Server {
             .unwrap()
             .to_string()
     }
+}
+
+/// Send; the status and the body as JSON (or as a string when it is not JSON).
+fn status_and_body(req: reqwest::blocking::RequestBuilder) -> (u16, Value) {
+    let r = req.send().expect("request");
+    let status = r.status().as_u16();
+    let text = r.text().unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 pub fn read_sse(r: impl Read) -> Vec<Value> {

@@ -9,12 +9,12 @@ use serde_json::json;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-fn card(m: &Manifest, st: &AppState) -> ModelCard {
+fn card(m: &Manifest, loaded: &[String]) -> ModelCard {
     let created =
         time::OffsetDateTime::parse(&m.created, &time::format_description::well_known::Rfc3339)
             .map(|t| t.unix_timestamp().max(0) as u64)
             .unwrap_or(0);
-    let loaded = st.pool.loaded().iter().any(|i| i.name == m.name);
+    let loaded = loaded.contains(&m.name);
     ModelCard {
         id: m.name.clone(),
         object: "model".into(),
@@ -32,11 +32,16 @@ fn card(m: &Manifest, st: &AppState) -> ModelCard {
     }
 }
 
+fn loaded_names(st: &AppState) -> Vec<String> {
+    st.pool.loaded().into_iter().map(|i| i.name).collect()
+}
+
 pub(crate) async fn list(State(st): State<AppState>) -> Result<Json<ModelList>, ApiError> {
     let models = st.store.list()?;
+    let loaded = loaded_names(&st);
     Ok(Json(ModelList {
         object: "list".into(),
-        data: models.iter().map(|m| card(m, &st)).collect(),
+        data: models.iter().map(|m| card(m, &loaded)).collect(),
     }))
 }
 
@@ -45,7 +50,7 @@ pub(crate) async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<ModelCard>, ApiError> {
     let m = st.store.get(&id)?;
-    Ok(Json(card(&m, &st)))
+    Ok(Json(card(&m, &loaded_names(&st))))
 }
 
 pub(crate) async fn health(State(st): State<AppState>) -> Json<serde_json::Value> {
