@@ -6,6 +6,7 @@
 //! ([`error`]). [`app`] builds the router without binding a socket, so tests can
 //! drive it with `oneshot`; [`serve`] binds and shuts down gracefully.
 
+mod drain;
 pub mod error;
 mod routes;
 pub mod state;
@@ -40,6 +41,7 @@ pub fn app(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), drain::track))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -78,21 +80,26 @@ pub async fn serve(
     // Printed on stdout so scripts and tests can wait for it.
     println!("bantam listening on http://{local}");
     let grace = Duration::from_secs(cfg.shutdown_grace_secs);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, app(state.clone())).with_graceful_shutdown(async move {
+    // On the signal: refuse new requests (503) and let running ones finish (see
+    // `drain`); only then close the now idle connections.
+    let drain = state.drain.clone();
+    let drained = async move {
         shutdown.await;
-        tracing::info!("shutting down: no new connections; waiting for running requests");
-        let _ = stop_tx.send(());
-    });
-    let server = tokio::spawn(async move { server.await });
-    let _ = stop_rx.await;
-    // axum finishes once every open connection has completed its response; running
-    // requests get up to the grace period.
-    if tokio::time::timeout(grace, server).await.is_err() {
-        tracing::warn!(
-            inflight = state.pool.inflight(),
-            "grace period over; closing remaining connections"
+        tracing::info!(
+            inflight = drain.inflight(),
+            "shutting down: finishing running requests, refusing new ones"
         );
+        drain.start();
+        if !drain.wait_idle(grace).await {
+            tracing::warn!(
+                inflight = drain.inflight(),
+                "grace period over; closing remaining connections"
+            );
+        }
+    };
+    let server = axum::serve(listener, app(state.clone())).with_graceful_shutdown(drained);
+    if let Err(e) = server.await {
+        tracing::error!(error = %e, "server error");
     }
     reaper.abort();
     let pool = state.pool.clone();

@@ -118,6 +118,8 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     /// Start time.
     pub started: SystemTime,
+    /// In-flight requests, for a shutdown that lets them finish.
+    pub drain: Arc<crate::drain::Drain>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -137,6 +139,7 @@ impl AppState {
             store,
             config: Arc::new(config),
             started: SystemTime::now(),
+            drain: Arc::default(),
         }
     }
 }
