@@ -3,17 +3,19 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bantam_llama::{Context, ContextParams, Model, ModelParams};
-use bantam_types::generate::{GenerateEvent, GenerateRequest, Prompt};
+use bantam_structured::Constrainer;
+use bantam_types::generate::{GenerateEvent, GenerateRequest, Prompt, ToolSpec};
 use serde::Serialize;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::config::{physical_cores, EngineConfig};
 use crate::scheduler::{Command, Job, SchedConfig, Scheduler};
+use crate::score::{ScoreJob, ScoreOutput};
 use crate::template::{family_template, ChatTemplate, TemplateMessage, TemplateSource};
 use crate::EngineError;
 
@@ -77,6 +79,7 @@ pub struct Engine {
     inflight: Arc<AtomicUsize>,
     last_used: Mutex<Instant>,
     thread: Option<JoinHandle<()>>,
+    constrainer: OnceLock<Result<Arc<Constrainer>, String>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -139,7 +142,12 @@ impl Engine {
         let inflight = Arc::new(AtomicUsize::new(0));
         let (tx, rx) = mpsc::channel::<Command>();
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+        let score_params = ContextParams {
+            n_ctx: ctx_per_seq.max(4096),
+            ..params.clone()
+        };
         let sched_cfg = SchedConfig {
+            score_params,
             ctx_per_seq: ctx_per_seq as usize,
             batch_size: batch_size as usize,
             prefix_cache: cfg.prefix_cache,
@@ -200,6 +208,7 @@ impl Engine {
             inflight,
             last_used: Mutex::new(Instant::now()),
             thread: Some(thread),
+            constrainer: OnceLock::new(),
         })
     }
 
@@ -238,10 +247,13 @@ impl Engine {
 
     /// Render a conversation with the model's chat template (ending with the
     /// assistant's turn opened).
+    ///
+    /// Tools go through the template when it renders them; otherwise they are
+    /// described in the system message with Bantam's tool-call format.
     pub fn render_chat(
         &self,
         messages: &[TemplateMessage],
-        tools: Option<&serde_json::Value>,
+        tools: &[ToolSpec],
     ) -> Result<Prompt, EngineError> {
         let t = self.template.as_ref().ok_or_else(|| {
             EngineError::Template(format!(
@@ -250,7 +262,28 @@ impl Engine {
                 self.info.name, self.info.architecture
             ))
         })?;
-        let text = t.render(messages, true, tools)?;
+        let text = if tools.is_empty() {
+            t.render(messages, true, None)?
+        } else if t.supports_tools() {
+            let list: Vec<serde_json::Value> = tools
+                .iter()
+                .map(|t| {
+                    serde_json::json!({"type": "function", "function": {
+                        "name": t.name, "description": t.description, "parameters": t.parameters}})
+                })
+                .collect();
+            t.render(messages, true, Some(&serde_json::Value::Array(list)))?
+        } else {
+            let guide = bantam_structured::tools::system_prompt(tools);
+            let mut msgs = messages.to_vec();
+            match msgs.first_mut() {
+                Some(m) if m.role == "system" => {
+                    m.content = format!("{}\n\n{guide}", m.content);
+                }
+                _ => msgs.insert(0, TemplateMessage::new("system", &guide)),
+            }
+            t.render(&msgs, true, None)?
+        };
         Ok(Prompt::Text {
             text,
             special: true,
@@ -286,9 +319,75 @@ impl Engine {
         }
     }
 
-    /// Queue a request. Fails at once if the prompt does not fit or the queue is full;
-    /// otherwise events arrive on the returned stream.
+    /// The structured-output compiler for this model's vocabulary (built on first use).
+    pub fn constrainer(&self) -> Result<Arc<Constrainer>, EngineError> {
+        self.constrainer
+            .get_or_init(|| {
+                let started = Instant::now();
+                let c = build_constrainer(&self.model).map(Arc::new);
+                tracing::debug!(model = %self.info.name, ms = started.elapsed().as_millis() as u64, "constraint tables built");
+                c
+            })
+            .clone()
+            .map_err(|e| EngineError::Constraint(bantam_structured::StructuredError::Engine(e)))
+    }
+
+    /// Score candidate continuations of several prompts by log-likelihood (see
+    /// [`crate::score`]): `scores[prompt][candidate]`. `terminator` is the token that
+    /// ends an answer (end of turn), scored after each candidate.
+    pub async fn score(
+        &self,
+        prompts: Vec<Vec<i32>>,
+        candidates: Arc<Vec<Vec<i32>>>,
+        terminator: Option<i32>,
+    ) -> Result<ScoreOutput, EngineError> {
+        if let Ok(mut t) = self.last_used.lock() {
+            *t = Instant::now();
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job = ScoreJob {
+            prompts,
+            candidates,
+            terminator,
+            tx,
+            enqueued: Instant::now(),
+        };
+        let sent = self
+            .tx
+            .lock()
+            .map(|s| s.send(Command::Score(job)).is_ok())
+            .unwrap_or(false);
+        if !sent {
+            return Err(EngineError::Stopped);
+        }
+        rx.await.unwrap_or(Err(EngineError::Stopped))
+    }
+
+    /// The token that ends an assistant turn in this model's chat format (found by
+    /// rendering a turn), if there is one.
+    pub fn end_of_turn(&self) -> Option<i32> {
+        let t = self.template.as_ref()?;
+        let marker = "Xq7Zk";
+        let msgs = [
+            TemplateMessage::new("user", "hi"),
+            TemplateMessage::new("assistant", marker),
+        ];
+        let text = t.render(&msgs, false, None).ok()?;
+        let after = &text[text.find(marker)? + marker.len()..];
+        let toks = self.model.tokenize(after, false, true);
+        toks.first()
+            .copied()
+            .filter(|&t| self.model.is_eog(t) || self.model.is_control(t))
+            .or_else(|| self.model.eos())
+    }
+
+    /// Queue a request. Fails at once if the prompt does not fit, the constraint does
+    /// not compile or the queue is full; otherwise events arrive on the returned stream.
     pub fn generate(&self, req: GenerateRequest) -> Result<EventStream, EngineError> {
+        let guide = match &req.constraint {
+            Some(c) => Some(Box::new(self.constrainer()?.start(c)?)),
+            None => None,
+        };
         let tokens = self.tokenize(&req.prompt)?;
         if tokens.is_empty() {
             return Err(EngineError::EmptyPrompt);
@@ -315,13 +414,14 @@ impl Engine {
         let job = Job {
             tokens,
             req,
+            guide,
             tx,
             enqueued: Instant::now(),
         };
         let sent = self
             .tx
             .lock()
-            .map(|s| s.send(Command::Generate(job)).is_ok())
+            .map(|s| s.send(Command::Generate(Box::new(job))).is_ok())
             .unwrap_or(false);
         if !sent {
             self.inflight.fetch_sub(1, Ordering::SeqCst);
@@ -341,6 +441,39 @@ impl Drop for Engine {
         }
         tracing::info!(model = %self.info.name, "model unloaded");
     }
+}
+
+/// The vocabulary as llguidance wants it: plain bytes, special tokens marked with a
+/// leading 0xFF; end-of-generation tokens with the primary one first.
+fn build_constrainer(model: &Model) -> Result<Constrainer, String> {
+    let n = model.n_vocab();
+    let mut words = Vec::with_capacity(n);
+    let mut eog = Vec::new();
+    for id in 0..n as i32 {
+        let bytes = model.token_bytes(id, false);
+        if bytes.is_empty() {
+            let special = model.token_bytes(id, true);
+            if special.is_empty() {
+                words.push(Vec::new());
+            } else {
+                let mut w = Vec::with_capacity(special.len() + 1);
+                w.push(0xFF);
+                w.extend_from_slice(&special);
+                words.push(w);
+            }
+        } else {
+            words.push(bytes);
+        }
+        if model.is_eog(id) {
+            eog.push(id as u32);
+        }
+    }
+    if let Some(eos) = model.eos() {
+        if let Some(pos) = eog.iter().position(|&t| t == eos as u32) {
+            eog.swap(0, pos);
+        }
+    }
+    Constrainer::new(&words, &eog).map_err(|e| e.to_string())
 }
 
 fn resolve_template(

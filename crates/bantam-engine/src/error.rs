@@ -46,4 +46,8 @@ pub enum EngineError {
     /// llama.cpp failed while decoding.
     #[error("inference failed: {0}")]
     Decode(String),
+    /// A structured-output constraint could not be compiled, or the output did not
+    /// satisfy it (never returned as a success).
+    #[error(transparent)]
+    Constraint(#[from] bantam_structured::StructuredError),
 }

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bantam_llama::{Batch, Context, DecodeError, Model};
+use bantam_structured::Guide;
 use bantam_types::generate::{
     FinishReason, GenerateEvent, GenerateRequest, LogprobEntry, Timings, TokenLogprob, Usage,
 };
@@ -29,6 +30,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::detok::Utf8Stream;
 use crate::sampler::{logprobs, Sampler};
+use crate::score::{ScoreJob, Scorer};
 use crate::stop::StopMatcher;
 use crate::EngineError;
 
@@ -36,7 +38,9 @@ use crate::EngineError;
 #[derive(Debug)]
 pub(crate) enum Command {
     /// Run a request.
-    Generate(Job),
+    Generate(Box<Job>),
+    /// Score candidates (classification).
+    Score(ScoreJob),
     /// Stop the thread; running requests get [`EngineError::Stopped`].
     Shutdown,
 }
@@ -49,6 +53,8 @@ pub(crate) type EventTx = UnboundedSender<Result<GenerateEvent, EngineError>>;
 pub(crate) struct Job {
     pub tokens: Vec<i32>,
     pub req: GenerateRequest,
+    /// Structured-output state, compiled before the job was queued.
+    pub guide: Option<Box<Guide>>,
     pub tx: EventTx,
     pub enqueued: Instant,
 }
@@ -56,6 +62,8 @@ pub(crate) struct Job {
 /// Scheduler settings derived from the engine configuration.
 #[derive(Debug, Clone)]
 pub(crate) struct SchedConfig {
+    /// Parameters for the scoring context, created on first use.
+    pub score_params: bantam_llama::ContextParams,
     pub ctx_per_seq: usize,
     pub batch_size: usize,
     pub prefix_cache: bool,
@@ -78,6 +86,8 @@ struct Active {
     pending_logprobs: Vec<LogprobEntry>,
     /// Index of this slot's output row in the current batch.
     out_index: Option<i32>,
+    /// Logits row with the constraint's mask applied.
+    masked: Vec<f32>,
 }
 
 struct Slot {
@@ -98,6 +108,7 @@ pub(crate) struct Scheduler {
     batch: Batch,
     cfg: SchedConfig,
     inflight: Arc<AtomicUsize>,
+    scorer: Option<Scorer>,
 }
 
 fn common_prefix(a: &[i32], b: &[i32]) -> usize {
@@ -130,11 +141,14 @@ impl Scheduler {
             waiting: VecDeque::new(),
             cfg,
             inflight,
+            scorer: None,
         }
     }
 
     fn busy(&self) -> bool {
-        !self.waiting.is_empty() || self.slots.iter().any(|s| s.active.is_some())
+        !self.waiting.is_empty()
+            || self.slots.iter().any(|s| s.active.is_some())
+            || self.scorer.as_ref().is_some_and(Scorer::busy)
     }
 
     /// The thread's main loop. Returns when told to shut down or when the engine
@@ -173,6 +187,9 @@ impl Scheduler {
             self.drop_cancelled();
             self.admit();
             self.step();
+            if let Some(sc) = self.scorer.as_mut() {
+                sc.work();
+            }
         }
     }
 
@@ -180,10 +197,28 @@ impl Scheduler {
     fn handle(&mut self, cmd: Command) -> bool {
         match cmd {
             Command::Generate(job) => {
-                self.waiting.push_back(job);
+                self.waiting.push_back(*job);
+                true
+            }
+            Command::Score(job) => {
+                if self.scorer.is_none() {
+                    match Scorer::new(self.model.clone(), &self.cfg.score_params) {
+                        Ok(sc) => self.scorer = Some(sc),
+                        Err(e) => {
+                            let _ = job.tx.send(Err(e));
+                            return true;
+                        }
+                    }
+                }
+                if let Some(sc) = self.scorer.as_mut() {
+                    sc.push(job);
+                }
                 true
             }
             Command::Shutdown => {
+                if let Some(sc) = self.scorer.as_mut() {
+                    sc.stop();
+                }
                 for job in self.waiting.drain(..) {
                     let _ = job.tx.send(Err(EngineError::Stopped));
                     self.inflight.fetch_sub(1, Ordering::SeqCst);
@@ -310,6 +345,7 @@ impl Scheduler {
             first_token: None,
             pending_logprobs: Vec::new(),
             out_index: None,
+            masked: Vec::new(),
             job,
         }));
     }
@@ -427,7 +463,21 @@ impl Scheduler {
             .active
             .as_mut()
             .expect("slot with an output row is active");
-        let token = a.sampler.sample(logits);
+        let token = match a.job.guide.as_mut().filter(|g| g.is_active()) {
+            None => a.sampler.sample(logits),
+            Some(g) => match g.mask() {
+                Ok(mask) => {
+                    a.masked.clear();
+                    a.masked.extend_from_slice(logits);
+                    mask.apply(&mut a.masked);
+                    a.sampler.sample(&a.masked)
+                }
+                Err(e) => {
+                    self.finish_err(i, e.into());
+                    return;
+                }
+            },
+        };
         let lp = a.job.req.logprobs.map(|n| {
             let (chosen, top) = logprobs(logits, token, n as usize);
             let entry = |id: i32, logprob: f32| {
@@ -453,11 +503,18 @@ impl Scheduler {
             return;
         }
         a.sampler.accept(token);
+        let bytes = model.token_bytes(token, false);
+        if let Some(g) = a.job.guide.as_mut() {
+            if let Err(e) = g.accept(token as u32, &bytes) {
+                self.finish_err(i, e.into());
+                return;
+            }
+        }
         a.generated += 1;
         if let Some(lp) = lp {
             a.pending_logprobs.push(lp);
         }
-        let text = a.utf8.push(&model.token_bytes(token, false));
+        let text = a.utf8.push(&bytes);
         let scan = a.stop.push(&text);
         if !scan.emit.is_empty() {
             let ev = GenerateEvent::Delta {
@@ -472,6 +529,11 @@ impl Scheduler {
         if scan.stopped {
             a.pending_logprobs.clear();
             self.finish(i, FinishReason::Stop, false);
+            return;
+        }
+        if a.job.guide.as_ref().is_some_and(|g| g.is_complete()) {
+            // The grammar admits nothing more: the structured output is complete.
+            self.finish(i, FinishReason::Stop, true);
             return;
         }
         let at_max = a.job.req.max_tokens.is_some_and(|m| a.generated >= m);
@@ -553,6 +615,18 @@ impl Scheduler {
                 text: tail,
                 logprobs: std::mem::take(&mut a.pending_logprobs),
             }));
+        }
+        if let Some(g) = a.job.guide.as_mut() {
+            let why = match (reason, flush) {
+                (FinishReason::Length, _) => Some("max_tokens or the context limit reached"),
+                (FinishReason::Stop, false) => Some("a stop string matched"),
+                (FinishReason::Stop, true) => None,
+            };
+            if let Err(e) = g.finish(why) {
+                tracing::debug!(error = %e, "structured output rejected");
+                let _ = a.job.tx.send(Err(e.into()));
+                return;
+            }
         }
         let now = Instant::now();
         let first = a.first_token.unwrap_or(now);

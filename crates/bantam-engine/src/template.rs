@@ -123,6 +123,12 @@ impl ChatTemplate {
         Ok(t)
     }
 
+    /// Does the template render a `tools` list (so tools go through it rather than
+    /// through Bantam's own system prompt)?
+    pub fn supports_tools(&self) -> bool {
+        self.source.contains("tools")
+    }
+
     /// Where the template came from.
     pub fn origin(&self) -> TemplateSource {
         self.origin

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bantam_engine::EngineError;
 use bantam_store::StoreError;
+use bantam_structured::StructuredError;
 use bantam_types::openai::{ErrorBody, ErrorResponse};
 
 /// An error on its way to the client.
@@ -126,6 +127,36 @@ impl From<EngineError> for ApiError {
                 Some("inference_failed"),
                 msg,
             ),
+            EngineError::Constraint(c) => match c {
+                StructuredError::Unsupported(_) => Self::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    Some("response_format"),
+                    Some("unsupported_schema"),
+                    msg,
+                ),
+                StructuredError::Invalid { .. } => Self::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    Some("response_format"),
+                    Some("invalid_schema"),
+                    msg,
+                ),
+                StructuredError::Incomplete(_) => Self::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_request_error",
+                    Some("max_tokens"),
+                    Some("structured_output_incomplete"),
+                    msg,
+                ),
+                StructuredError::Violated(_) | StructuredError::Engine(_) => Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    None,
+                    Some("structured_output_invalid"),
+                    msg,
+                ),
+            },
             _ => Self::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "server_error",

@@ -8,6 +8,7 @@
 
 mod drain;
 pub mod error;
+mod format;
 mod routes;
 pub mod state;
 mod validate;
@@ -28,6 +29,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(routes::chat::chat_completions))
         .route("/v1/completions", post(routes::completions::completions))
+        .route("/v1/classify", post(routes::tasks::classify))
         .route("/v1/models", get(routes::models::list))
         .route("/v1/models/{*id}", get(routes::models::get))
         .route("/health", get(routes::models::health))

@@ -4,12 +4,13 @@
 //! leaves this module is a [`GenerateRequest`] the engine can run as is.
 
 use bantam_engine::template::TemplateMessage;
-use bantam_types::generate::{GenerateRequest, Prompt, SamplingParams};
+use bantam_types::generate::{GenerateRequest, Prompt, SamplingParams, ToolSpec};
 use bantam_types::openai::{
     ChatCompletionRequest, CompletionRequest, MessageContent, PromptSpec, SamplingOptions, StopSpec,
 };
 
 use crate::error::ApiError;
+use crate::format;
 
 fn range(param: &str, v: Option<f32>, lo: f32, hi: f32) -> Result<(), ApiError> {
     match v {
@@ -113,6 +114,8 @@ fn max_tokens(param: &str, v: Option<u32>) -> Result<Option<u32>, ApiError> {
 /// A validated chat request.
 pub(crate) struct ValidChat {
     pub messages: Vec<TemplateMessage>,
+    /// Tools to show the model (empty with `tool_choice` `none`).
+    pub tools: Vec<ToolSpec>,
     pub gen: GenerateRequest,
     pub stream: bool,
     pub include_usage: bool,
@@ -173,27 +176,32 @@ pub(crate) fn chat(req: &ChatCompletionRequest, n_vocab: usize) -> Result<ValidC
             name: m.name.clone(),
         });
     }
-    if let Some(rf) = &req.response_format {
-        match rf.get("type").and_then(|t| t.as_str()) {
-            Some("text") => {}
-            Some(t @ ("json_object" | "json_schema")) => {
-                return Err(ApiError::invalid(
-                    Some("response_format"),
-                    format!("response_format {t:?} is not supported by this Bantam version yet; only \"text\" is"),
-                ))
-            }
-            _ => return Err(ApiError::invalid(Some("response_format"), "response_format.type must be \"text\", \"json_object\" or \"json_schema\"")),
+    let format = match &req.response_format {
+        Some(rf) => format::response_format(rf)?,
+        None => None,
+    };
+    let tools = match &req.tools {
+        Some(t) => format::tools(t)?,
+        None => Vec::new(),
+    };
+    let choice = format::tool_choice(req.tool_choice.as_ref())?;
+    let tool_constraint =
+        format::tool_constraint(&tools, &choice, req.parallel_tool_calls.unwrap_or(true))?;
+    let constraint = match (format, tool_constraint) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                Some("response_format"),
+                "response_format cannot be combined with tools the model may call; set tool_choice to \"none\" or drop response_format",
+            ))
         }
-    }
-    let tool_choice_none = req.tool_choice.as_ref().and_then(|v| v.as_str()) == Some("none");
-    if req
-        .tools
-        .as_ref()
-        .is_some_and(|t| t.as_array().is_some_and(|a| !a.is_empty()))
-        && !tool_choice_none
-    {
-        return Err(ApiError::invalid(Some("tools"), "tool calling is not supported by this Bantam version yet; omit tools or set tool_choice to \"none\""));
-    }
+        (f, t) => f.or(t),
+    };
+    // With tool_choice "none" the model is not told about the tools at all.
+    let tools = if choice == format::ToolChoice::None {
+        Vec::new()
+    } else {
+        tools
+    };
     let top_logprobs = req.top_logprobs;
     if let Some(n) = top_logprobs {
         if n > 20 {
@@ -221,6 +229,7 @@ pub(crate) fn chat(req: &ChatCompletionRequest, n_vocab: usize) -> Result<ValidC
     }
     Ok(ValidChat {
         messages,
+        tools,
         gen: GenerateRequest {
             prompt: Prompt::Tokens(Vec::new()),
             max_tokens: max,
@@ -228,6 +237,7 @@ pub(crate) fn chat(req: &ChatCompletionRequest, n_vocab: usize) -> Result<ValidC
             stop,
             logprobs: (req.logprobs == Some(true)).then_some(top_logprobs.unwrap_or(0)),
             ignore_eos: req.sampling.ignore_eos.unwrap_or(false),
+            constraint,
         },
         stream,
         include_usage: req.stream_options.as_ref().is_some_and(|o| o.include_usage),
@@ -303,6 +313,7 @@ pub(crate) fn completion(
             stop,
             logprobs: req.logprobs,
             ignore_eos: req.sampling.ignore_eos.unwrap_or(false),
+            constraint: None,
         },
         stream,
         include_usage: req.stream_options.as_ref().is_some_and(|o| o.include_usage),

@@ -88,6 +88,49 @@ pub struct GenerateRequest {
     pub logprobs: Option<u32>,
     /// Ignore end-of-generation tokens (for benchmarks).
     pub ignore_eos: bool,
+    /// A form the output must take, enforced token by token and validated at the end.
+    pub constraint: Option<OutputConstraint>,
+}
+
+/// A form the output must take (structured output). The engine enforces it while
+/// sampling (llguidance) and validates the finished output; an output that does not
+/// validate ends the request with an error, never as a success.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum OutputConstraint {
+    /// JSON valid against this JSON Schema.
+    JsonSchema(serde_json::Value),
+    /// Any JSON object.
+    JsonObject,
+    /// Text matching this regular expression as a whole.
+    Regex(String),
+    /// Exactly one of these strings.
+    Choice(Vec<String>),
+    /// Text derived from this grammar (Lark syntax, llguidance dialect; may embed
+    /// `%json {...}` schemas).
+    Lark(String),
+    /// Tool calls in Bantam's tool-call format, arguments valid against each tool's
+    /// parameter schema.
+    ToolCalls {
+        /// Tools the model may call.
+        tools: Vec<ToolSpec>,
+        /// The output must be tool calls (`tool_choice` `required` or a named
+        /// function); otherwise the model may answer in text and the constraint starts
+        /// when it opens a tool call.
+        required: bool,
+        /// Several calls allowed in one answer.
+        parallel: bool,
+    },
+}
+
+/// A function the model may call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolSpec {
+    /// Function name.
+    pub name: String,
+    /// What it does.
+    pub description: Option<String>,
+    /// JSON Schema of its arguments (an object schema).
+    pub parameters: serde_json::Value,
 }
 
 /// Why generation ended.

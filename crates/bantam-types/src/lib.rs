@@ -5,6 +5,8 @@
 //! * [`generate`] — the engine's validated view of a generation request and the events
 //!   it streams back. The HTTP layer turns an [`openai`] request into a
 //!   [`generate::GenerateRequest`]; the engine never sees unchecked input.
+//! * [`tasks`] — Bantam's task endpoints (`/v1/classify`).
 
 pub mod generate;
 pub mod openai;
+pub mod tasks;

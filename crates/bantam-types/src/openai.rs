@@ -151,9 +151,12 @@ pub struct ChatCompletionRequest {
     /// Tools (handled by the tool-calling feature).
     #[serde(default)]
     pub tools: Option<Value>,
-    /// Tool choice.
+    /// Tool choice: `none`, `auto`, `required` or `{"type":"function","function":{"name":...}}`.
     #[serde(default)]
     pub tool_choice: Option<Value>,
+    /// Allow several tool calls in one answer (default true).
+    #[serde(default)]
+    pub parallel_tool_calls: Option<bool>,
     /// Sampling settings.
     #[serde(flatten)]
     pub sampling: SamplingOptions,
@@ -237,6 +240,56 @@ pub struct ResponseMessage {
     pub role: String,
     /// The text.
     pub content: Option<String>,
+    /// Tool calls the model made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall>>,
+}
+
+/// A function call in a response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolCall {
+    /// `call_…`.
+    pub id: String,
+    /// Always `function`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The call.
+    pub function: FunctionCall,
+}
+
+/// Name and arguments of a call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionCall {
+    /// Function name.
+    pub name: String,
+    /// Arguments as a JSON text.
+    pub arguments: String,
+}
+
+/// A streamed piece of a tool call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolCallDelta {
+    /// Which call of the answer.
+    pub index: u32,
+    /// Sent with the call's first piece.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// `function`, with the first piece.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Name (first piece) and more arguments text.
+    pub function: FunctionCallDelta,
+}
+
+/// Streamed name/arguments.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FunctionCallDelta {
+    /// Function name, with the first piece.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Arguments text to append.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<String>,
 }
 
 /// One alternative in chat logprobs.
@@ -311,6 +364,9 @@ pub struct ChatDelta {
     /// New text.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
+    /// Tool-call pieces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCallDelta>>,
 }
 
 /// A streamed chat choice.

@@ -77,6 +77,7 @@ fn request(tokens: Vec<i32>, max: u32) -> GenerateRequest {
         stop: Vec::new(),
         logprobs: None,
         ignore_eos: true,
+        constraint: None,
     }
 }
 

@@ -117,7 +117,7 @@ pub fn run(home: &Path, a: RunArgs) -> Result<()> {
             }
         } else {
             history.push(TemplateMessage::new("user", &text));
-            engine.render_chat(&history, None)?
+            engine.render_chat(&history, &[])?
         };
         answer(&engine, prompt, &a, &sampling)?;
         return Ok(());
@@ -154,7 +154,7 @@ pub fn run(home: &Path, a: RunArgs) -> Result<()> {
             _ => {}
         }
         history.push(TemplateMessage::new("user", line));
-        let prompt = engine.render_chat(&history, None)?;
+        let prompt = engine.render_chat(&history, &[])?;
         let reply = answer(&engine, prompt, &a, &sampling)?;
         history.push(TemplateMessage::new("assistant", &reply));
     }
@@ -184,6 +184,7 @@ fn answer(
         stop: Vec::new(),
         logprobs: None,
         ignore_eos: false,
+        constraint: None,
     })?;
     let mut out = std::io::stdout().lock();
     let mut text = String::new();

@@ -4,11 +4,14 @@ use axum::extract::State;
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use bantam_engine::EventStream;
-use bantam_types::generate::{GenerateEvent, LogprobEntry};
+use bantam_engine::{EngineError, EventStream};
+use bantam_structured::tools::{self, StreamEvent, ToolStream};
+use bantam_structured::StructuredError;
+use bantam_types::generate::{GenerateEvent, LogprobEntry, OutputConstraint};
 use bantam_types::openai::{
     ChatChoice, ChatChunkChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest,
-    ChatDelta, ChatLogprobs, ChatTokenLogprob, ResponseMessage, TopLogprob,
+    ChatDelta, ChatLogprobs, ChatTokenLogprob, FunctionCall, FunctionCallDelta, ResponseMessage,
+    ToolCall, ToolCallDelta, TopLogprob,
 };
 use futures::Stream;
 
@@ -48,13 +51,10 @@ pub(crate) async fn chat_completions(
     }
     let engine = st.pool.get(&req.model).await?;
     let v = validate::chat(&req, engine.info().n_vocab)?;
-    let tools = req
-        .tools
-        .as_ref()
-        .filter(|t| t.as_array().is_some_and(|a| !a.is_empty()));
-    let prompt = engine.render_chat(&v.messages, tools)?;
+    let prompt = engine.render_chat(&v.messages, &v.tools)?;
     let mut gen = v.gen;
     gen.prompt = prompt;
+    let tool_mode = matches!(gen.constraint, Some(OutputConstraint::ToolCalls { .. }));
     let want_logprobs = gen.logprobs.is_some();
     let events = engine.generate(gen)?;
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
@@ -65,6 +65,7 @@ pub(crate) async fn chat_completions(
             req.model.clone(),
             v.include_usage,
             want_logprobs,
+            tool_mode,
         );
         return Ok(Sse::new(s).into_response());
     }
@@ -82,6 +83,36 @@ pub(crate) async fn chat_completions(
                 usage,
                 ..
             } => {
+                let mut message = ResponseMessage {
+                    role: "assistant".into(),
+                    content: Some(text),
+                    tool_calls: None,
+                };
+                let mut finish = finish_reason.as_str();
+                if tool_mode {
+                    let parsed =
+                        tools::parse(message.content.as_deref().unwrap_or("")).map_err(|e| {
+                            ApiError::from(EngineError::from(StructuredError::Violated(e)))
+                        })?;
+                    if !parsed.calls.is_empty() {
+                        finish = "tool_calls";
+                        message.content = parsed.content;
+                        message.tool_calls = Some(
+                            parsed
+                                .calls
+                                .into_iter()
+                                .map(|c| ToolCall {
+                                    id: call_id(),
+                                    kind: "function".into(),
+                                    function: FunctionCall {
+                                        name: c.name,
+                                        arguments: c.arguments,
+                                    },
+                                })
+                                .collect(),
+                        );
+                    }
+                }
                 let body = ChatCompletion {
                     id,
                     object: "chat.completion".into(),
@@ -90,12 +121,9 @@ pub(crate) async fn chat_completions(
                     system_fingerprint: fingerprint(),
                     choices: vec![ChatChoice {
                         index: 0,
-                        message: ResponseMessage {
-                            role: "assistant".into(),
-                            content: Some(text),
-                        },
+                        message,
                         logprobs: want_logprobs.then(|| chat_logprobs(&lps)),
-                        finish_reason: finish_reason.as_str().into(),
+                        finish_reason: finish.into(),
                     }],
                     usage: usage_body(&usage),
                 };
@@ -103,7 +131,63 @@ pub(crate) async fn chat_completions(
             }
         }
     }
-    Err(bantam_engine::EngineError::Stopped.into())
+    Err(EngineError::Stopped.into())
+}
+
+fn call_id() -> String {
+    format!("call_{}", &uuid::Uuid::new_v4().simple().to_string()[..24])
+}
+
+/// Chat deltas for a piece of generated text: plain content, or tool-call pieces when
+/// the request has tools.
+fn deltas(tools: Option<&mut ToolStream>, text: String, end: bool) -> Vec<ChatDelta> {
+    let Some(ts) = tools else {
+        return if text.is_empty() {
+            Vec::new()
+        } else {
+            vec![ChatDelta {
+                content: Some(text),
+                ..ChatDelta::default()
+            }]
+        };
+    };
+    let mut events = ts.push(&text);
+    if end {
+        events.extend(ts.finish());
+    }
+    events
+        .into_iter()
+        .map(|e| match e {
+            StreamEvent::Content(t) => ChatDelta {
+                content: Some(t),
+                ..ChatDelta::default()
+            },
+            StreamEvent::CallStart { index, name } => ChatDelta {
+                tool_calls: Some(vec![ToolCallDelta {
+                    index: index as u32,
+                    id: Some(call_id()),
+                    kind: Some("function".into()),
+                    function: FunctionCallDelta {
+                        name: Some(name),
+                        arguments: Some(String::new()),
+                    },
+                }]),
+                ..ChatDelta::default()
+            },
+            StreamEvent::Arguments { index, fragment } => ChatDelta {
+                tool_calls: Some(vec![ToolCallDelta {
+                    index: index as u32,
+                    id: None,
+                    kind: None,
+                    function: FunctionCallDelta {
+                        name: None,
+                        arguments: Some(fragment),
+                    },
+                }]),
+                ..ChatDelta::default()
+            },
+        })
+        .collect()
 }
 
 fn chat_stream(
@@ -112,6 +196,7 @@ fn chat_stream(
     model: String,
     include_usage: bool,
     want_logprobs: bool,
+    tool_mode: bool,
 ) -> impl Stream<Item = Result<Event, std::convert::Infallible>> {
     async_stream(move |tx| async move {
         let created = unix_now();
@@ -124,12 +209,14 @@ fn chat_stream(
             choices,
             usage,
         };
+        let mut tool_stream = tool_mode.then(ToolStream::default);
         let first = chunk(
             vec![ChatChunkChoice {
                 index: 0,
                 delta: ChatDelta {
                     role: Some("assistant".into()),
                     content: Some(String::new()),
+                    tool_calls: None,
                 },
                 logprobs: None,
                 finish_reason: None,
@@ -142,20 +229,36 @@ fn chat_stream(
         while let Some(ev) = events.next().await {
             match ev {
                 Ok(GenerateEvent::Delta { text, logprobs }) => {
-                    let c = chunk(
-                        vec![ChatChunkChoice {
-                            index: 0,
-                            delta: ChatDelta {
-                                role: None,
-                                content: Some(text),
-                            },
-                            logprobs: want_logprobs.then(|| chat_logprobs(&logprobs)),
-                            finish_reason: None,
-                        }],
-                        None,
-                    );
-                    if !send_json(&tx, &c).await {
-                        return;
+                    let mut lp = want_logprobs.then(|| chat_logprobs(&logprobs));
+                    let ds = deltas(tool_stream.as_mut(), text, false);
+                    if ds.is_empty() && lp.as_ref().is_some_and(|l| !l.content.is_empty()) {
+                        // Keep logprobs flowing even while text is held back.
+                        let c = chunk(
+                            vec![ChatChunkChoice {
+                                index: 0,
+                                delta: ChatDelta::default(),
+                                logprobs: lp.take(),
+                                finish_reason: None,
+                            }],
+                            None,
+                        );
+                        if !send_json(&tx, &c).await {
+                            return;
+                        }
+                    }
+                    for delta in ds {
+                        let c = chunk(
+                            vec![ChatChunkChoice {
+                                index: 0,
+                                delta,
+                                logprobs: lp.take(),
+                                finish_reason: None,
+                            }],
+                            None,
+                        );
+                        if !send_json(&tx, &c).await {
+                            return;
+                        }
                     }
                 }
                 Ok(GenerateEvent::Done {
@@ -163,12 +266,30 @@ fn chat_stream(
                     usage,
                     ..
                 }) => {
+                    for delta in deltas(tool_stream.as_mut(), String::new(), true) {
+                        let c = chunk(
+                            vec![ChatChunkChoice {
+                                index: 0,
+                                delta,
+                                logprobs: None,
+                                finish_reason: None,
+                            }],
+                            None,
+                        );
+                        if !send_json(&tx, &c).await {
+                            return;
+                        }
+                    }
+                    let finish = match &tool_stream {
+                        Some(ts) if ts.calls() > 0 => "tool_calls",
+                        _ => finish_reason.as_str(),
+                    };
                     let last = chunk(
                         vec![ChatChunkChoice {
                             index: 0,
                             delta: ChatDelta::default(),
                             logprobs: None,
-                            finish_reason: Some(finish_reason.as_str().into()),
+                            finish_reason: Some(finish.into()),
                         }],
                         None,
                     );

@@ -4,6 +4,7 @@
 pub(crate) mod chat;
 pub(crate) mod completions;
 pub(crate) mod models;
+pub(crate) mod tasks;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};

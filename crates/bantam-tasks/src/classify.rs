@@ -1,0 +1,238 @@
+//! Classification by label log-likelihood.
+//!
+//! The prompt is a chat: a system message with the instructions and the label list,
+//! few-shot examples as user/assistant turns, then the text. Each label's score is the
+//! log-likelihood of the assistant answering exactly that label and ending its turn;
+//! probabilities are those scores normalised over the labels (softmax).
+
+use std::sync::Arc;
+
+use bantam_engine::template::TemplateMessage;
+use bantam_engine::{Engine, EngineError};
+use bantam_types::tasks::{Classification, ClassifyRequest, ClassifyResponse, TaskUsage};
+use serde_json::{Map, Value};
+
+/// Default instructions.
+pub const DEFAULT_INSTRUCTIONS: &str =
+    "Classify the text into exactly one of the labels below. Answer with the label only.";
+/// Most inputs per request.
+pub const MAX_INPUTS: usize = 4096;
+/// Most labels per request (llama.cpp's sequence limit).
+pub const MAX_LABELS: usize = 256;
+
+/// Why a classification request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClassifyError {
+    /// The request is malformed; `param` names the field.
+    #[error("{message}")]
+    Invalid {
+        /// Offending field.
+        param: &'static str,
+        /// What to change.
+        message: String,
+    },
+    /// The engine failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+fn invalid(param: &'static str, message: impl Into<String>) -> ClassifyError {
+    ClassifyError::Invalid {
+        param,
+        message: message.into(),
+    }
+}
+
+/// Check a request before any work.
+pub fn validate(req: &ClassifyRequest) -> Result<(), ClassifyError> {
+    let n = req.labels.len();
+    if !(2..=MAX_LABELS).contains(&n) {
+        return Err(invalid(
+            "labels",
+            format!("give between 2 and {MAX_LABELS} labels (got {n})"),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for l in &req.labels {
+        let name = l.name();
+        if name.trim().is_empty() {
+            return Err(invalid("labels", "labels must not be empty"));
+        }
+        if !seen.insert(name) {
+            return Err(invalid("labels", format!("label {name:?} appears twice")));
+        }
+    }
+    for e in &req.examples {
+        if !seen.contains(e.label.as_str()) {
+            return Err(invalid(
+                "examples",
+                format!("example label {:?} is not among the labels", e.label),
+            ));
+        }
+    }
+    for (p, v) in [
+        ("threshold", req.threshold),
+        ("min_confidence", req.min_confidence),
+    ] {
+        if v.is_some_and(|x| !(0.0..=1.0).contains(&x)) {
+            return Err(invalid(p, format!("{p} must be between 0 and 1")));
+        }
+    }
+    Ok(())
+}
+
+fn system_prompt(req: &ClassifyRequest) -> String {
+    let mut s = req
+        .instructions
+        .clone()
+        .unwrap_or_else(|| DEFAULT_INSTRUCTIONS.to_string());
+    s.push_str("\n\nLabels:\n");
+    for l in &req.labels {
+        match l.description() {
+            Some(d) => s.push_str(&format!("- {}: {d}\n", l.name())),
+            None => s.push_str(&format!("- {}\n", l.name())),
+        }
+    }
+    s
+}
+
+/// Classify `texts` (already taken out of the request).
+pub async fn classify(
+    engine: &Engine,
+    req: &ClassifyRequest,
+    texts: &[String],
+) -> Result<ClassifyResponse, ClassifyError> {
+    validate(req)?;
+    if texts.is_empty() || texts.len() > MAX_INPUTS {
+        return Err(invalid(
+            "input",
+            format!("give between 1 and {MAX_INPUTS} texts"),
+        ));
+    }
+    if texts.iter().any(|t| t.trim().is_empty()) {
+        return Err(invalid("input", "texts must not be empty"));
+    }
+    let mut head = vec![TemplateMessage::new("system", &system_prompt(req))];
+    for e in &req.examples {
+        head.push(TemplateMessage::new("user", &e.input));
+        head.push(TemplateMessage::new("assistant", &e.label));
+    }
+    let mut prompts = Vec::with_capacity(texts.len());
+    for t in texts {
+        let mut msgs = head.clone();
+        msgs.push(TemplateMessage::new("user", t));
+        let prompt = engine.render_chat(&msgs, &[])?;
+        prompts.push(engine.tokenize(&prompt)?);
+    }
+    let model = engine.model();
+    let candidates: Vec<Vec<i32>> = req
+        .labels
+        .iter()
+        .map(|l| model.tokenize(l.name(), false, false))
+        .collect();
+    let out = engine
+        .score(prompts, Arc::new(candidates), engine.end_of_turn())
+        .await?;
+    let threshold = req.threshold.unwrap_or(0.2);
+    let min_conf = req.min_confidence.unwrap_or(0.0);
+    let data = out
+        .scores
+        .iter()
+        .enumerate()
+        .map(|(i, scores)| {
+            let probs = softmax(scores);
+            let mut order: Vec<usize> = (0..probs.len()).collect();
+            order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+            let best = order[0];
+            let confidence = probs[best];
+            let in_scope = confidence >= min_conf;
+            let mut map = Map::new();
+            for (l, p) in req.labels.iter().zip(&probs) {
+                map.insert(l.name().to_string(), Value::from(*p as f64));
+            }
+            Classification {
+                object: "classification".into(),
+                index: i as u32,
+                label: in_scope.then(|| req.labels[best].name().to_string()),
+                labels: req.multi_label.then(|| {
+                    order
+                        .iter()
+                        .filter(|&&k| probs[k] >= threshold && probs[k] >= min_conf)
+                        .map(|&k| req.labels[k].name().to_string())
+                        .collect()
+                }),
+                confidence,
+                probabilities: map,
+            }
+        })
+        .collect();
+    Ok(ClassifyResponse {
+        object: "list".into(),
+        model: req.model.clone(),
+        data,
+        usage: TaskUsage {
+            prompt_tokens: out.prompt_tokens,
+            cached_tokens: out.cached_tokens,
+            label_tokens: out.candidate_tokens,
+            total_tokens: out.prompt_tokens + out.cached_tokens + out.candidate_tokens,
+        },
+    })
+}
+
+fn softmax(xs: &[f32]) -> Vec<f32> {
+    let max = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let e: Vec<f32> = xs.iter().map(|x| (x - max).exp()).collect();
+    let sum: f32 = e.iter().sum();
+    e.into_iter().map(|x| x / sum).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bantam_types::tasks::{LabelSpec, TextInput};
+
+    fn req(labels: &[&str]) -> ClassifyRequest {
+        ClassifyRequest {
+            model: "m".into(),
+            input: TextInput::One("x".into()),
+            labels: labels
+                .iter()
+                .map(|l| LabelSpec::Name(l.to_string()))
+                .collect(),
+            instructions: None,
+            examples: Vec::new(),
+            multi_label: false,
+            threshold: None,
+            min_confidence: None,
+        }
+    }
+
+    #[test]
+    fn validation() {
+        assert!(validate(&req(&["a", "b"])).is_ok());
+        assert!(validate(&req(&["a"])).is_err());
+        assert!(validate(&req(&["a", "a"])).is_err());
+        assert!(validate(&req(&["a", " "])).is_err());
+        let mut r = req(&["a", "b"]);
+        r.min_confidence = Some(2.0);
+        assert!(validate(&r).is_err());
+    }
+
+    #[test]
+    fn softmax_sums_to_one_and_keeps_order() {
+        let p = softmax(&[-1.0, -3.0, -2.0]);
+        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!(p[0] > p[2] && p[2] > p[1]);
+    }
+
+    #[test]
+    fn system_prompt_lists_labels_with_descriptions() {
+        let mut r = req(&["a"]);
+        r.labels.push(LabelSpec::Described {
+            label: "b".into(),
+            description: Some("bee".into()),
+        });
+        let s = system_prompt(&r);
+        assert!(s.contains("- a\n- b: bee\n"), "{s}");
+    }
+}

@@ -1,0 +1,137 @@
+//! Task endpoints (`/v1/classify`): request and response bodies.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// One text or several.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum TextInput {
+    /// One text.
+    One(String),
+    /// Several texts (one result each, in order).
+    Many(Vec<String>),
+}
+
+impl TextInput {
+    /// The texts as a list.
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            TextInput::One(s) => vec![s],
+            TextInput::Many(v) => v,
+        }
+    }
+}
+
+/// A label, optionally with a description the model is shown.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum LabelSpec {
+    /// Just the label.
+    Name(String),
+    /// Label and description.
+    Described {
+        /// The label.
+        label: String,
+        /// What it means.
+        #[serde(default)]
+        description: Option<String>,
+    },
+}
+
+impl LabelSpec {
+    /// The label.
+    pub fn name(&self) -> &str {
+        match self {
+            LabelSpec::Name(n) => n,
+            LabelSpec::Described { label, .. } => label,
+        }
+    }
+    /// Its description, if any.
+    pub fn description(&self) -> Option<&str> {
+        match self {
+            LabelSpec::Name(_) => None,
+            LabelSpec::Described { description, .. } => description.as_deref(),
+        }
+    }
+}
+
+/// A solved example shown to the model.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct ClassifyExample {
+    /// Example text.
+    pub input: String,
+    /// Its label.
+    pub label: String,
+}
+
+/// `POST /v1/classify`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct ClassifyRequest {
+    /// Model name.
+    pub model: String,
+    /// Text(s) to classify.
+    pub input: TextInput,
+    /// Candidate labels (2–256), as strings or `{"label", "description"}`.
+    pub labels: Vec<LabelSpec>,
+    /// Task instructions shown before the labels (a default is used otherwise).
+    #[serde(default)]
+    pub instructions: Option<String>,
+    /// Few-shot examples.
+    #[serde(default)]
+    pub examples: Vec<ClassifyExample>,
+    /// Several labels may apply: every label with probability ≥ `threshold`.
+    #[serde(default)]
+    pub multi_label: bool,
+    /// Multi-label cut-off (default 0.2).
+    #[serde(default)]
+    pub threshold: Option<f32>,
+    /// Out of scope: when the best label's probability is below this, `label` is
+    /// null (default 0: always a label).
+    #[serde(default)]
+    pub min_confidence: Option<f32>,
+}
+
+/// The result for one input.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Classification {
+    /// `classification`.
+    pub object: String,
+    /// Position of the input.
+    pub index: u32,
+    /// The best label, or null when out of scope (below `min_confidence`).
+    pub label: Option<String>,
+    /// Multi-label: every label at or above the threshold, best first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<String>>,
+    /// Probability of the best label.
+    pub confidence: f32,
+    /// Every label's probability (normalised over the labels), in request order.
+    pub probabilities: Map<String, Value>,
+}
+
+/// Token counts of a task request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize, Serialize)]
+pub struct TaskUsage {
+    /// Prompt tokens computed.
+    pub prompt_tokens: u32,
+    /// Prompt tokens served from the cache.
+    pub cached_tokens: u32,
+    /// Label tokens scored.
+    pub label_tokens: u32,
+    /// Sum of the above.
+    pub total_tokens: u32,
+}
+
+/// `POST /v1/classify` response.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct ClassifyResponse {
+    /// `list`.
+    pub object: String,
+    /// Model name.
+    pub model: String,
+    /// One result per input.
+    pub data: Vec<Classification>,
+    /// Tokens.
+    pub usage: TaskUsage,
+}
