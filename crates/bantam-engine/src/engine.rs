@@ -15,7 +15,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::config::{physical_cores, EngineConfig};
 use crate::scheduler::{Command, Job, SchedConfig, Scheduler};
-use crate::score::{ScoreJob, ScoreOutput};
+use crate::score::{ScoreJob, ScoreMode, ScoreOutput};
 use crate::template::{family_template, ChatTemplate, TemplateMessage, TemplateSource};
 use crate::EngineError;
 
@@ -335,20 +335,33 @@ impl Engine {
     /// Score candidate continuations of several prompts by log-likelihood (see
     /// [`crate::score`]): `scores[prompt][candidate]`. `terminator` is the token that
     /// ends an answer (end of turn), scored after each candidate.
+    /// The first `shared` tokens are common to all prompts and stay cached for the
+    /// next request with the same prefix.
     pub async fn score(
         &self,
         prompts: Vec<Vec<i32>>,
+        shared: usize,
         candidates: Arc<Vec<Vec<i32>>>,
         terminator: Option<i32>,
+        mode: ScoreMode,
     ) -> Result<ScoreOutput, EngineError> {
+        let shortest = prompts.iter().map(Vec::len).min().unwrap_or(0);
+        let mut shared = shared.min(shortest.saturating_sub(1));
+        if let Some(first) = prompts.first() {
+            for p in &prompts[1..] {
+                shared = shared.min(first.iter().zip(p).take_while(|(a, b)| a == b).count());
+            }
+        }
         if let Ok(mut t) = self.last_used.lock() {
             *t = Instant::now();
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job = ScoreJob {
             prompts,
+            shared,
             candidates,
             terminator,
+            mode,
             tx,
             enqueued: Instant::now(),
         };

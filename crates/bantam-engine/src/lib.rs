@@ -28,7 +28,7 @@ pub use config::{EngineConfig, PoolConfig};
 pub use engine::{Engine, EventStream, ModelInfo};
 pub use error::EngineError;
 pub use pool::{ModelPool, ModelResolver, ResolvedModel};
-pub use score::ScoreOutput;
+pub use score::{ScoreMode, ScoreOutput};
 
 /// What llama.cpp found on this machine: the CPU kernel variant chosen at run time,
 /// devices and features (initialises llama.cpp on first call).

@@ -1,23 +1,31 @@
-//! Log-likelihood scoring of candidate continuations (labels) — classification
-//! without generating text.
+//! Log-likelihood scoring of candidate continuations (labels): classification without
+//! generating text.
 //!
 //! Every item is a prompt; every candidate is a short token sequence followed by a
 //! terminator (the end-of-turn token). A candidate's score is
 //! `Σ log p(token | prompt, earlier tokens)` over its tokens and the terminator, so
 //! `"card"` and `"card_arrival"` are told apart.
 //!
-//! One forward pass scores all candidates of several items at once:
+//! The candidates form a token tree (a trie). Two modes:
 //!
-//! * The prompt prefix shared by the items (instructions, label list, few-shot
-//!   examples) stays in the KV cache across requests and belongs to every sequence.
-//! * Each item gets one sequence per candidate. Its own text is decoded once,
-//!   belonging to all of its sequences; the candidates form a **token tree** (a trie:
-//!   candidates sharing leading tokens share those cells), each node belonging to the
-//!   sequences of the candidates through it. llama.cpp's attention mask follows the
-//!   sequence sets, so each candidate sees the prompt and its own path only.
+//! * [`ScoreMode::Exact`] computes every node (one token of compute per node —
+//!   hundreds for 77 labels) and gives each candidate its full log-likelihood.
+//! * [`ScoreMode::Greedy`] follows the most likely branch: at each node, the options
+//!   (its children, and the terminator where a candidate ends) are renormalised
+//!   among themselves, and the best one is computed next — one node per tree level,
+//!   the choice constrained generation would make. A candidate's probability is the
+//!   product of its branch probabilities; candidates off the explored path share
+//!   their branch's probability equally (those scores are not exact).
 //!
-//! The scorer has its own llama.cpp context (unified KV cache, up to 256 sequences),
-//! driven by the engine thread between generation steps.
+//! Batching and caching:
+//! * The prompt prefix shared by the items (instructions, label list, examples) stays
+//!   in the KV cache across requests, in every sequence.
+//! * Items from every queued request with the same prefix are searched together: one
+//!   forward pass computes the next nodes of all of them.
+//! * The scorer has its own llama.cpp context with a unified KV cache and 256
+//!   sequences. A branch of the tree is a sequence; a new branch copies its parent's
+//!   cells into a fresh sequence (`seq_cp`, which only tags cells in a unified
+//!   cache), so llama.cpp's attention mask lets every node see its own path only.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -31,77 +39,215 @@ use crate::EngineError;
 /// Sequences of the scoring context (llama.cpp's maximum).
 pub(crate) const MAX_SEQ: usize = 256;
 /// Tokens per forward pass.
-const BATCH: usize = 1024;
+const BATCH: usize = 512;
+/// Nodes computed per item and pass.
+const PER_PASS: usize = 2;
 
-/// Scores for one request: `scores[item][candidate]` (natural-log likelihood).
+/// Scores for one request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScoreOutput {
-    /// Total log-likelihood of each candidate (its tokens and the terminator).
+    /// `scores[item][candidate]`: log-likelihood of each candidate (its tokens and the
+    /// terminator; renormalised per branch in greedy mode); an estimate where
+    /// `exact[item][candidate]` is false.
     pub scores: Vec<Vec<f32>>,
-    /// Prompt tokens processed (item texts and the prefix where it was not cached).
+    /// Which scores are exact.
+    pub exact: Vec<Vec<bool>>,
+    /// Prompt tokens computed (item texts, and the prefix where it was not cached).
     pub prompt_tokens: u32,
-    /// Prompt tokens found in the cache.
+    /// Prompt tokens served from the cache.
     pub cached_tokens: u32,
-    /// Tokens of the candidate trees.
+    /// Candidate-tree tokens computed.
     pub candidate_tokens: u32,
+}
+
+/// What to compute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScoreMode {
+    /// Descend the tree along the most likely branch, with probabilities renormalised
+    /// over the candidates' continuations at each branch point (what constrained
+    /// generation of one of the candidates would pick): one node per tree level.
+    Greedy,
+    /// Every candidate exactly.
+    Exact,
 }
 
 /// A scoring request as the engine thread receives it.
 #[derive(Debug)]
 pub(crate) struct ScoreJob {
     pub prompts: Vec<Vec<i32>>,
+    /// Leading tokens shared by all prompts (kept in the cache).
+    pub shared: usize,
     pub candidates: Arc<Vec<Vec<i32>>>,
     pub terminator: Option<i32>,
+    pub mode: ScoreMode,
     pub tx: oneshot::Sender<Result<ScoreOutput, EngineError>>,
     pub enqueued: Instant,
 }
 
-/// The candidate trie shared by all items of a job.
+/// The candidate trie.
 #[derive(Debug)]
 struct Trie {
-    /// (token, parent node or None for the root = the item's last prompt token,
-    /// depth from 0, candidates through this node).
-    nodes: Vec<(i32, Option<usize>, usize, Vec<usize>)>,
-    /// Last node of each candidate.
-    ends: Vec<usize>,
+    token: Vec<i32>,
+    parent: Vec<Option<usize>>,
+    depth: Vec<usize>,
+    children: Vec<Vec<usize>>,
+    roots: Vec<usize>,
+    /// Candidates ending at each node.
+    ends_here: Vec<Vec<usize>>,
+    /// Each candidate's path.
+    paths: Vec<Vec<usize>>,
 }
 
 impl Trie {
     fn new(cands: &[Vec<i32>]) -> Self {
-        let mut nodes: Vec<(i32, Option<usize>, usize, Vec<usize>)> = Vec::new();
-        let mut ends = Vec::with_capacity(cands.len());
+        let mut t = Trie {
+            token: Vec::new(),
+            parent: Vec::new(),
+            depth: Vec::new(),
+            children: Vec::new(),
+            roots: Vec::new(),
+            ends_here: Vec::new(),
+            paths: Vec::new(),
+        };
         for (c, toks) in cands.iter().enumerate() {
             let mut parent: Option<usize> = None;
-            for (d, &t) in toks.iter().enumerate() {
-                let found = nodes
-                    .iter()
-                    .position(|n| n.0 == t && n.1 == parent && n.2 == d);
-                let idx = match found {
-                    Some(i) => i,
+            let mut path = Vec::with_capacity(toks.len());
+            for (d, &tok) in toks.iter().enumerate() {
+                let siblings = match parent {
+                    Some(p) => &t.children[p],
+                    None => &t.roots,
+                };
+                let idx = match siblings.iter().copied().find(|&n| t.token[n] == tok) {
+                    Some(n) => n,
                     None => {
-                        nodes.push((t, parent, d, Vec::new()));
-                        nodes.len() - 1
+                        let n = t.token.len();
+                        t.token.push(tok);
+                        t.parent.push(parent);
+                        t.depth.push(d);
+                        t.children.push(Vec::new());
+                        t.ends_here.push(Vec::new());
+                        match parent {
+                            Some(p) => t.children[p].push(n),
+                            None => t.roots.push(n),
+                        }
+                        n
                     }
                 };
-                nodes[idx].3.push(c);
+                path.push(idx);
                 parent = Some(idx);
             }
-            ends.push(parent.expect("candidates are not empty"));
+            t.ends_here[*path.last().expect("candidates are not empty")].push(c);
+            t.paths.push(path);
         }
-        Self { nodes, ends }
+        t
+    }
+
+    fn len(&self) -> usize {
+        self.token.len()
     }
 }
 
-/// One job in progress.
-struct Running {
+/// One request in progress.
+struct JobState {
     job: ScoreJob,
-    trie: Trie,
-    /// Shared prefix length (tokens) for this job.
-    prefix: usize,
+    trie: Arc<Trie>,
     next_item: usize,
+    done_items: usize,
     scores: Vec<Vec<f32>>,
+    exact: Vec<Vec<bool>>,
     prompt_tokens: u32,
     cached_tokens: u32,
+    candidate_tokens: u32,
+    failed: Option<EngineError>,
+}
+
+/// One item's search.
+struct Item {
+    job: u64,
+    index: usize,
+    own: Vec<i32>,
+    /// Own tokens fed so far.
+    fed: usize,
+    /// Sequence of the item's own text (the tree's root).
+    root_seq: i32,
+    /// Position of depth-0 nodes.
+    base: usize,
+    trie: Arc<Trie>,
+    /// Log-likelihood of reaching each node (its token included); NaN = unknown.
+    score: Vec<f32>,
+    /// Sequence a computed node's cell belongs to (−1: not computed).
+    seq: Vec<i32>,
+    /// Nodes with a known score, not computed yet.
+    open: Vec<usize>,
+    /// Finished candidates' exact scores.
+    complete: Vec<Option<f32>>,
+    /// Sequences of this item and the deepest node each reaches (None: the root).
+    seqs: Vec<(i32, Option<usize>)>,
+    /// Sequences set aside for this item's branches.
+    spare: Vec<i32>,
+    computed: u32,
+    mode: ScoreMode,
+    terminator: Option<i32>,
+    finished: bool,
+}
+
+impl Item {
+    /// The best entry: an open node (its bound) or a finished candidate.
+    fn best(&self) -> Option<(f32, Result<usize, usize>)> {
+        let mut best: Option<(f32, Result<usize, usize>)> = None;
+        for &n in &self.open {
+            if best.is_none_or(|(b, _)| self.score[n] > b) {
+                best = Some((self.score[n], Ok(n)));
+            }
+        }
+        for (c, s) in self.complete.iter().enumerate() {
+            if let Some(s) = *s {
+                if best.is_none_or(|(b, _)| s > b) {
+                    best = Some((s, Err(c)));
+                }
+            }
+        }
+        best
+    }
+
+    /// Scores to report: exact where finished, else the bound of the deepest known
+    /// node on the candidate's path.
+    fn results(&self) -> (Vec<f32>, Vec<bool>) {
+        let mut scores = Vec::with_capacity(self.complete.len());
+        let mut exact = Vec::with_capacity(self.complete.len());
+        for (c, path) in self.trie.paths.iter().enumerate() {
+            match self.complete[c] {
+                Some(s) => {
+                    scores.push(s);
+                    exact.push(true);
+                }
+                None => {
+                    let known = path
+                        .iter()
+                        .copied()
+                        .take_while(|&n| !self.score[n].is_nan())
+                        .last();
+                    let bound = match known {
+                        Some(n) if self.mode == ScoreMode::Greedy => {
+                            // A renormalised subtree's mass, shared by its candidates.
+                            let k = self.trie.paths.iter().filter(|p| p.contains(&n)).count();
+                            self.score[n] - (k.max(1) as f32).ln()
+                        }
+                        Some(n) => self.score[n],
+                        None => 0.0,
+                    };
+                    scores.push(bound);
+                    exact.push(false);
+                }
+            }
+        }
+        (scores, exact)
+    }
+}
+
+enum Row {
+    Own,
+    Node(usize),
 }
 
 pub(crate) struct Scorer {
@@ -110,8 +256,20 @@ pub(crate) struct Scorer {
     /// Tokens in the cache at positions `0..len`, in every sequence.
     cached: Vec<i32>,
     queue: VecDeque<ScoreJob>,
-    running: Option<Running>,
+    jobs: Vec<(u64, JobState)>,
+    next_job_id: u64,
+    items: Vec<Item>,
+    free_seqs: Vec<i32>,
     all_seqs: Vec<i32>,
+    cells_used: usize,
+}
+
+/// KV cells an item's tree takes at most.
+fn tree_cells(mode: ScoreMode, trie: &Trie) -> usize {
+    match mode {
+        ScoreMode::Exact => trie.len(),
+        ScoreMode::Greedy => trie.paths.iter().map(Vec::len).max().unwrap_or(0),
+    }
 }
 
 fn common_prefix(a: &[i32], b: &[i32]) -> usize {
@@ -130,7 +288,7 @@ impl Scorer {
         let p = ContextParams {
             n_seq_max: MAX_SEQ as u32,
             n_batch: BATCH as u32,
-            n_ubatch: 512.min(BATCH as u32),
+            n_ubatch: BATCH as u32,
             kv_unified: true,
             ..params.clone()
         };
@@ -143,8 +301,12 @@ impl Scorer {
             batch: Batch::new(BATCH, MAX_SEQ),
             cached: Vec::new(),
             queue: VecDeque::new(),
-            running: None,
+            jobs: Vec::new(),
+            next_job_id: 0,
+            items: Vec::new(),
+            free_seqs: (0..MAX_SEQ as i32).rev().collect(),
             all_seqs: (0..MAX_SEQ as i32).collect(),
+            cells_used: 0,
         })
     }
 
@@ -153,253 +315,435 @@ impl Scorer {
     }
 
     pub(crate) fn busy(&self) -> bool {
-        self.running.is_some() || !self.queue.is_empty()
+        !self.jobs.is_empty() || !self.queue.is_empty()
     }
 
     /// Fail everything (engine shutting down).
     pub(crate) fn stop(&mut self) {
-        if let Some(r) = self.running.take() {
-            let _ = r.job.tx.send(Err(EngineError::Stopped));
+        for (_, js) in self.jobs.drain(..) {
+            let _ = js.job.tx.send(Err(EngineError::Stopped));
         }
         for j in self.queue.drain(..) {
             let _ = j.tx.send(Err(EngineError::Stopped));
         }
+        self.items.clear();
     }
 
-    /// Do one forward pass worth of work.
+    /// One forward pass worth of work.
     pub(crate) fn work(&mut self) {
-        if self.running.is_none() {
-            let Some(job) = self.queue.pop_front() else {
-                return;
-            };
-            if job.tx.is_closed() {
-                return;
-            }
-            match self.begin(job) {
-                Ok(r) => self.running = Some(r),
-                Err((job, e)) => {
-                    let _ = job.tx.send(Err(e));
-                    return;
+        self.drop_cancelled();
+        self.start_jobs();
+        self.admit_items();
+        if let Err(e) = self.pass() {
+            tracing::error!(error = %e, "scoring pass failed");
+            let ids: Vec<u64> = self.items.iter().map(|i| i.job).collect();
+            for id in ids {
+                if let Some((_, js)) = self.jobs.iter_mut().find(|(j, _)| *j == id) {
+                    js.failed.get_or_insert(e.clone());
                 }
             }
-        }
-        let Some(mut r) = self.running.take() else {
-            return;
-        };
-        if r.job.tx.is_closed() {
-            self.clear_tail();
-            return;
-        }
-        match self.items_pass(&mut r) {
-            Ok(()) if r.next_item >= r.job.prompts.len() => {
-                let out = ScoreOutput {
-                    scores: std::mem::take(&mut r.scores),
-                    prompt_tokens: r.prompt_tokens,
-                    cached_tokens: r.cached_tokens,
-                    candidate_tokens: (r.trie.nodes.len() * r.job.prompts.len()) as u32,
-                };
-                tracing::debug!(
-                    items = r.job.prompts.len(),
-                    ms = r.job.enqueued.elapsed().as_millis() as u64,
-                    "scored"
-                );
-                let _ = r.job.tx.send(Ok(out));
+            for it in &mut self.items {
+                it.finished = true;
             }
-            Ok(()) => self.running = Some(r),
-            Err(e) => {
-                self.clear_tail();
-                let _ = r.job.tx.send(Err(e));
+        }
+        self.retire();
+    }
+
+    fn drop_cancelled(&mut self) {
+        self.queue.retain(|j| !j.tx.is_closed());
+        for (_, js) in &mut self.jobs {
+            if js.job.tx.is_closed() && js.failed.is_none() {
+                js.failed = Some(EngineError::Stopped);
+            }
+        }
+        let failed: Vec<u64> = self
+            .jobs
+            .iter()
+            .filter(|(_, js)| js.failed.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        for it in &mut self.items {
+            if failed.contains(&it.job) {
+                it.finished = true;
             }
         }
     }
 
-    /// Drop everything after the cached prefix.
-    fn clear_tail(&mut self) {
-        if !self.ctx.seq_rm(-1, self.cached.len() as i32, -1) {
-            self.ctx.seq_rm(-1, -1, -1);
-            self.cached.clear();
-        }
-    }
-
-    /// Check the job and bring its shared prefix into the cache.
-    fn begin(&mut self, job: ScoreJob) -> Result<Running, (ScoreJob, EngineError)> {
-        let n_cand = job.candidates.len();
-        if n_cand == 0 || n_cand > MAX_SEQ || job.candidates.iter().any(Vec::is_empty) {
-            return Err((
-                job,
-                EngineError::Decode(format!(
-                    "between 1 and {MAX_SEQ} non-empty candidates are needed"
-                )),
+    /// Take queued jobs whose shared prefix is the cached one; switch the cache when
+    /// nothing is running.
+    fn start_jobs(&mut self) {
+        while let Some(job) = self.queue.front() {
+            if let Err(e) = self.check(job) {
+                let job = self.queue.pop_front().expect("front exists");
+                let _ = job.tx.send(Err(e));
+                continue;
+            }
+            let same = self.cached.as_slice() == &job.prompts[0][..job.shared];
+            if !same && !self.jobs.is_empty() {
+                return;
+            }
+            let job = self.queue.pop_front().expect("front exists");
+            let reused = if same {
+                self.cached.len()
+            } else {
+                match self.load_prefix(&job) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        let _ = job.tx.send(Err(e));
+                        continue;
+                    }
+                }
+            };
+            let n = job.prompts.len();
+            let computed = job.shared - reused;
+            let id = self.next_job_id;
+            self.next_job_id += 1;
+            self.jobs.push((
+                id,
+                JobState {
+                    trie: Arc::new(Trie::new(&job.candidates)),
+                    next_item: 0,
+                    done_items: 0,
+                    scores: vec![Vec::new(); n],
+                    exact: vec![Vec::new(); n],
+                    prompt_tokens: computed as u32,
+                    cached_tokens: (reused + job.shared * (n - 1)) as u32,
+                    candidate_tokens: 0,
+                    failed: None,
+                    job,
+                },
             ));
         }
-        if job.prompts.is_empty() || job.prompts.iter().any(Vec::is_empty) {
-            return Err((job, EngineError::EmptyPrompt));
+    }
+
+    fn check(&self, job: &ScoreJob) -> Result<(), EngineError> {
+        let n_cand = job.candidates.len();
+        if n_cand == 0 || n_cand > MAX_SEQ || job.candidates.iter().any(Vec::is_empty) {
+            return Err(EngineError::Decode(format!(
+                "between 1 and {MAX_SEQ} non-empty candidates are needed"
+            )));
         }
-        // Shared prefix of all prompts, leaving each item at least one token of its own
-        // (its last token's logits score the first candidate tokens).
-        let min_len = job.prompts.iter().map(Vec::len).min().unwrap_or(0);
-        let mut prefix = min_len - 1;
-        for p in &job.prompts[1..] {
-            prefix = prefix.min(common_prefix(&job.prompts[0], p));
+        if job.prompts.is_empty() || job.prompts.iter().any(|p| p.len() <= job.shared) {
+            return Err(EngineError::EmptyPrompt);
         }
-        let trie = Trie::new(&job.candidates);
         let n_ctx = self.ctx.n_ctx() as usize;
-        let widest = job
-            .prompts
-            .iter()
-            .map(|p| p.len() - prefix + trie.nodes.len())
-            .max()
-            .unwrap_or(0);
-        if prefix + widest > n_ctx || widest > BATCH {
-            let e = EngineError::ContextOverflow {
-                prompt_tokens: prefix + widest,
-                ctx_size: n_ctx.min(prefix + BATCH),
-            };
-            return Err((job, e));
+        let longest = job.prompts.iter().map(Vec::len).max().unwrap_or(0);
+        let tree = if job.mode == ScoreMode::Exact {
+            Trie::new(&job.candidates).len()
+        } else {
+            job.candidates.iter().map(Vec::len).max().unwrap_or(0) * 8
+        };
+        if longest + tree > n_ctx {
+            return Err(EngineError::ContextOverflow {
+                prompt_tokens: longest + tree,
+                ctx_size: n_ctx,
+            });
         }
-        let reuse = common_prefix(&self.cached, &job.prompts[0][..prefix]);
+        Ok(())
+    }
+
+    /// Bring `job`'s shared prefix into every sequence. Returns the tokens reused.
+    fn load_prefix(&mut self, job: &ScoreJob) -> Result<usize, EngineError> {
+        let target = job.prompts[0][..job.shared].to_vec();
+        let reuse = common_prefix(&self.cached, &target);
         if !self.ctx.seq_rm(-1, reuse as i32, -1) {
             self.ctx.seq_rm(-1, -1, -1);
             self.cached.clear();
         }
         self.cached.truncate(reuse);
-        let mut computed = 0;
-        let target = job.prompts[0][..prefix].to_vec();
-        while self.cached.len() < prefix {
+        while self.cached.len() < target.len() {
             self.batch.clear();
             let start = self.cached.len();
-            let end = (start + BATCH).min(prefix);
+            let end = (start + BATCH).min(target.len());
             for (p, &tok) in target.iter().enumerate().take(end).skip(start) {
                 self.batch
                     .add(tok, p as i32, &self.all_seqs, false)
-                    .expect("batch sized for BATCH tokens of 256 sequences");
+                    .map_err(|e| EngineError::Decode(e.to_string()))?;
             }
-            let t0 = Instant::now();
-            let res = self.ctx.decode(&self.batch);
-            tracing::debug!(
-                tokens = end - start,
-                ms = t0.elapsed().as_millis() as u64,
-                "scoring prefix"
-            );
-            if let Err(e) = res {
+            if let Err(e) = self.ctx.decode(&self.batch) {
                 self.ctx.seq_rm(-1, -1, -1);
                 self.cached.clear();
-                return Err((job, EngineError::Decode(e.to_string())));
+                return Err(EngineError::Decode(e.to_string()));
             }
             self.cached.extend_from_slice(&target[start..end]);
-            computed += end - start;
         }
-        let n_items = job.prompts.len();
-        Ok(Running {
-            trie,
-            prefix,
-            next_item: 0,
-            scores: Vec::with_capacity(n_items),
-            prompt_tokens: computed as u32,
-            cached_tokens: (reuse * n_items + (prefix - reuse) * (n_items - 1)) as u32,
-            job,
-        })
+        self.cells_used = self.cached.len();
+        Ok(reuse.min(target.len()))
     }
 
-    /// Score as many items as fit in one forward pass.
-    fn items_pass(&mut self, r: &mut Running) -> Result<(), EngineError> {
-        let n_cand = r.job.candidates.len();
-        let n_nodes = r.trie.nodes.len();
-        let room = self.ctx.n_ctx() as usize - r.prefix;
+    /// Start items while sequences and cells allow.
+    fn admit_items(&mut self) {
+        let n_ctx = self.ctx.n_ctx() as usize;
+        let p = self.cached.len();
+        for (id, js) in &mut self.jobs {
+            while js.next_item < js.job.prompts.len() && js.failed.is_none() {
+                let reserve = match js.job.mode {
+                    ScoreMode::Exact => js.job.candidates.len(),
+                    ScoreMode::Greedy => 1,
+                };
+                let own = &js.job.prompts[js.next_item][p..];
+                let cells = own.len() + tree_cells(js.job.mode, &js.trie);
+                if self.free_seqs.len() < reserve.min(MAX_SEQ) || self.cells_used + cells > n_ctx {
+                    return;
+                }
+                let root_seq = self.free_seqs.pop().expect("reserve checked");
+                let spare_n = reserve.saturating_sub(1);
+                let spare = self.free_seqs.split_off(self.free_seqs.len() - spare_n);
+                let n = js.trie.len();
+                self.cells_used += cells;
+                self.items.push(Item {
+                    job: *id,
+                    index: js.next_item,
+                    base: p + own.len(),
+                    own: own.to_vec(),
+                    fed: 0,
+                    root_seq,
+                    trie: js.trie.clone(),
+                    score: vec![f32::NAN; n],
+                    seq: vec![-1; n],
+                    open: Vec::new(),
+                    complete: vec![None; js.job.candidates.len()],
+                    seqs: vec![(root_seq, None)],
+                    spare,
+                    computed: 0,
+                    mode: js.job.mode,
+                    terminator: js.job.terminator,
+                    finished: false,
+                });
+                js.prompt_tokens += own.len() as u32;
+                js.next_item += 1;
+            }
+        }
+    }
+
+    /// One forward pass over every running item.
+    fn pass(&mut self) -> Result<(), EngineError> {
         self.batch.clear();
-        // (item, row of its last prompt token, rows of its trie nodes)
-        let mut placed: Vec<(usize, i32, Vec<i32>)> = Vec::new();
-        let mut used_seqs = 0;
-        let mut used_tokens = 0;
-        while r.next_item < r.job.prompts.len() {
-            let prompt = &r.job.prompts[r.next_item];
-            let own = &prompt[r.prefix..];
-            let need = own.len() + n_nodes;
-            if used_seqs + n_cand > MAX_SEQ || used_tokens + need > BATCH.min(room) {
-                break;
+        let p = self.cached.len() as i32;
+        let mut rows: Vec<(usize, Row, i32)> = Vec::new();
+        for (k, it) in self.items.iter_mut().enumerate() {
+            if it.finished {
+                continue;
             }
-            let seqs: Vec<i32> = (used_seqs..used_seqs + n_cand).map(|s| s as i32).collect();
-            let mut last_row = -1;
-            for (k, &tok) in own.iter().enumerate() {
-                let last = k + 1 == own.len();
-                let row = self
-                    .batch
-                    .add(tok, (r.prefix + k) as i32, &seqs, last)
-                    .map_err(|e| EngineError::Decode(e.to_string()))?;
-                if last {
-                    last_row = row;
-                }
-            }
-            let base = (r.prefix + own.len()) as i32;
-            let mut rows = Vec::with_capacity(n_nodes);
-            for (tok, _, depth, cands) in &r.trie.nodes {
-                let node_seqs: Vec<i32> = cands.iter().map(|&c| seqs[c]).collect();
-                let row = self
-                    .batch
-                    .add(*tok, base + *depth as i32, &node_seqs, true)
-                    .map_err(|e| EngineError::Decode(e.to_string()))?;
-                rows.push(row);
-            }
-            r.prompt_tokens += own.len() as u32;
-            placed.push((r.next_item, last_row, rows));
-            used_seqs += n_cand;
-            used_tokens += need;
-            r.next_item += 1;
-        }
-        if placed.is_empty() {
-            return Err(EngineError::ContextOverflow {
-                prompt_tokens: r.prefix + r.job.prompts[r.next_item].len() - r.prefix + n_nodes,
-                ctx_size: self.ctx.n_ctx() as usize,
-            });
-        }
-        let t0 = Instant::now();
-        let decoded = self.ctx.decode(&self.batch);
-        let t_decode = t0.elapsed();
-        let result = decoded
-            .map_err(|e| EngineError::Decode(e.to_string()))
-            .and_then(|()| {
-                for (_, last_row, rows) in &placed {
-                    let mut item = vec![0f32; n_cand];
-                    // log-sum-exp of every row once; then each node's token is scored
-                    // from its parent's row.
-                    let lse = |row_idx: i32| -> Result<(&[f32], f32), EngineError> {
-                        let row = self.ctx.logits(row_idx).ok_or_else(|| {
-                            EngineError::Decode("missing logits while scoring".into())
-                        })?;
-                        Ok((row, log_sum_exp(row)))
-                    };
-                    let mut norms = Vec::with_capacity(rows.len() + 1);
-                    norms.push(lse(*last_row)?);
-                    for &row in rows {
-                        norms.push(lse(row)?);
+            if it.fed < it.own.len() {
+                let room = BATCH - self.batch.len();
+                let end = (it.fed + room).min(it.own.len());
+                for q in it.fed..end {
+                    let last = q + 1 == it.own.len();
+                    let row = self
+                        .batch
+                        .add(it.own[q], p + q as i32, &[it.root_seq], last)
+                        .map_err(|e| EngineError::Decode(e.to_string()))?;
+                    if last {
+                        rows.push((k, Row::Own, row));
                     }
-                    for (tok, parent, _, cands) in &r.trie.nodes {
-                        let (row, z) = norms[parent.map_or(0, |p| p + 1)];
-                        let lp = row[*tok as usize] - z;
-                        for &c in cands {
-                            item[c] += lp;
+                }
+                it.fed = end;
+                continue;
+            }
+            // The item is done only when nothing is pending: nodes added in this pass
+            // may still open better paths.
+            let per_pass = if it.mode == ScoreMode::Greedy {
+                1
+            } else {
+                PER_PASS
+            };
+            for added in 0..per_pass {
+                if self.batch.len() >= BATCH {
+                    break;
+                }
+                let n = match it.best() {
+                    None => {
+                        it.finished = added == 0;
+                        break;
+                    }
+                    Some((_, Err(_))) if it.mode != ScoreMode::Exact => {
+                        it.finished = added == 0;
+                        break;
+                    }
+                    Some((_, Err(_))) => {
+                        // Exact: expand the best open node, if any is left.
+                        match it
+                            .open
+                            .iter()
+                            .copied()
+                            .max_by(|&a, &b| it.score[a].total_cmp(&it.score[b]))
+                        {
+                            Some(n) => n,
+                            None => {
+                                it.finished = added == 0;
+                                break;
+                            }
                         }
                     }
-                    if let Some(term) = r.job.terminator {
-                        for (c, &end) in r.trie.ends.iter().enumerate() {
-                            let (row, z) = norms[end + 1];
-                            item[c] += row[term as usize] - z;
-                        }
+                    Some((_, Ok(n))) => n,
+                };
+                let parent = it.trie.parent[n];
+                let parent_seq = match parent {
+                    Some(q) => it.seq[q],
+                    None => it.root_seq,
+                };
+                let parent_pos = it.base as i32 + it.trie.depth[n] as i32 - 1;
+                // Continue the parent's sequence if the parent is its deepest node,
+                // otherwise branch into a fresh one.
+                let slot = it
+                    .seqs
+                    .iter()
+                    .position(|&(s, tip)| s == parent_seq && tip == parent);
+                let s = match slot {
+                    Some(i) => {
+                        it.seqs[i].1 = Some(n);
+                        parent_seq
                     }
-                    r.scores.push(item);
+                    None => {
+                        let Some(s) = it.spare.pop() else {
+                            // Cannot happen: an item gets a sequence per leaf.
+                            break;
+                        };
+                        self.ctx.seq_cp(parent_seq, s, p, parent_pos + 1);
+                        it.seqs.push((s, Some(n)));
+                        s
+                    }
+                };
+                it.open.retain(|&o| o != n);
+                it.seq[n] = s;
+                it.computed += 1;
+                let row = self
+                    .batch
+                    .add(it.trie.token[n], parent_pos + 1, &[s], true)
+                    .map_err(|e| EngineError::Decode(e.to_string()))?;
+                rows.push((k, Row::Node(n), row));
+            }
+        }
+        if self.batch.is_empty() {
+            // Nothing can run: finish the oldest waiting item with what it has, so
+            // its sequences come free.
+            if let Some(it) = self.items.iter_mut().find(|i| !i.finished) {
+                tracing::debug!(
+                    item = it.index,
+                    open = it.open.len(),
+                    free = self.free_seqs.len(),
+                    "scoring stalled; finishing an item early"
+                );
+                it.finished = true;
+            }
+            return Ok(());
+        }
+        self.ctx
+            .decode(&self.batch)
+            .map_err(|e| EngineError::Decode(e.to_string()))?;
+        for (k, what, row) in rows {
+            let logits = self
+                .ctx
+                .logits(row)
+                .ok_or_else(|| EngineError::Decode("missing logits while scoring".into()))?;
+            let it = &mut self.items[k];
+            let trie = it.trie.clone();
+            let (base, kids, ends): (f32, &[usize], &[usize]) = match what {
+                Row::Own => (0.0, &trie.roots, &[]),
+                Row::Node(n) => (it.score[n], &trie.children[n], &trie.ends_here[n]),
+            };
+            let z = if it.mode == ScoreMode::Greedy {
+                // Normalise over the options here: the children and, where candidates
+                // end, the terminator.
+                let mut opts: Vec<f32> = kids
+                    .iter()
+                    .map(|&c| logits[trie.token[c] as usize])
+                    .collect();
+                if let (false, Some(t)) = (ends.is_empty(), it.terminator) {
+                    opts.push(logits[t as usize]);
                 }
-                Ok(())
-            });
-        // The items' cells go; the shared prefix stays.
-        self.clear_tail();
-        tracing::debug!(
-            tokens = self.batch.len(),
-            items = placed.len(),
-            decode_ms = t_decode.as_millis() as u64,
-            total_ms = t0.elapsed().as_millis() as u64,
-            "scoring pass"
-        );
-        result
+                log_sum_exp(&opts)
+            } else {
+                log_sum_exp(logits)
+            };
+            for &c in ends {
+                let term = it.terminator.map_or(0.0, |t| logits[t as usize] - z);
+                it.complete[c] = Some(base + term);
+            }
+            if it.mode == ScoreMode::Greedy {
+                // One path only: the options here replace everything still open.
+                it.open.clear();
+            }
+            for &c in kids {
+                it.score[c] = base + logits[trie.token[c] as usize] - z;
+                it.open.push(c);
+            }
+        }
+        Ok(())
+    }
+
+    /// Hand finished items' results to their jobs, free their sequences, and answer
+    /// finished jobs.
+    fn retire(&mut self) {
+        let p = self.cached.len() as i32;
+        let mut k = 0;
+        while k < self.items.len() {
+            if !self.items[k].finished {
+                k += 1;
+                continue;
+            }
+            let it = self.items.swap_remove(k);
+            tracing::debug!(
+                item = it.index,
+                complete = it.complete.iter().filter(|c| c.is_some()).count(),
+                open = it.open.len(),
+                computed = it.computed,
+                fed = it.fed,
+                own = it.own.len(),
+                mode = ?it.mode,
+                "item done"
+            );
+            for &(s, _) in &it.seqs {
+                self.ctx.seq_rm(s, p, -1);
+                self.free_seqs.push(s);
+            }
+            self.free_seqs.extend_from_slice(&it.spare);
+            self.cells_used = self
+                .cells_used
+                .saturating_sub(it.own.len() + tree_cells(it.mode, &it.trie));
+            if let Some((_, js)) = self.jobs.iter_mut().find(|(j, _)| *j == it.job) {
+                let (scores, exact) = it.results();
+                js.scores[it.index] = scores;
+                js.exact[it.index] = exact;
+                js.candidate_tokens += it.computed;
+                js.done_items += 1;
+            }
+        }
+        let mut j = 0;
+        while j < self.jobs.len() {
+            let (id, js) = &self.jobs[j];
+            let running = self.items.iter().any(|i| i.job == *id);
+            let complete =
+                !running && (js.done_items == js.job.prompts.len() || js.failed.is_some());
+            if !complete {
+                j += 1;
+                continue;
+            }
+            let (_, js) = self.jobs.swap_remove(j);
+            let result = match js.failed {
+                Some(e) => Err(e),
+                None => {
+                    tracing::debug!(
+                        items = js.job.prompts.len(),
+                        tree_tokens = js.candidate_tokens,
+                        ms = js.job.enqueued.elapsed().as_millis() as u64,
+                        "scored"
+                    );
+                    Ok(ScoreOutput {
+                        scores: js.scores,
+                        exact: js.exact,
+                        prompt_tokens: js.prompt_tokens,
+                        cached_tokens: js.cached_tokens,
+                        candidate_tokens: js.candidate_tokens,
+                    })
+                }
+            };
+            let _ = js.job.tx.send(result);
+        }
+        if self.items.is_empty() {
+            self.cells_used = self.cached.len();
+        }
     }
 }
 
@@ -411,13 +755,15 @@ mod tests {
     fn trie_shares_prefixes() {
         let t = Trie::new(&[vec![1, 2, 3], vec![1, 2, 4], vec![5], vec![1, 2]]);
         // 1, 2, 3, 4, 5 → five nodes; "1 2" ends inside the others' path.
-        assert_eq!(t.nodes.len(), 5);
-        assert_eq!(t.ends, vec![2, 3, 4, 1]);
-        assert_eq!(t.nodes[1].3, vec![0, 1, 3]);
+        assert_eq!(t.len(), 5);
+        assert_eq!(t.roots, vec![0, 4]);
+        assert_eq!(t.children[1], vec![2, 3]);
+        assert_eq!(t.ends_here[1], vec![3]);
+        assert_eq!(t.paths[1], vec![0, 1, 3]);
     }
 
     #[test]
-    fn logprob_is_normalised() {
+    fn log_sum_exp_normalises() {
         let row = [1.0f32, 2.0, 3.0];
         let z = log_sum_exp(&row);
         let total: f32 = row.iter().map(|l| (l - z).exp()).sum();

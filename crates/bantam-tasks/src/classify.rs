@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use bantam_engine::template::TemplateMessage;
-use bantam_engine::{Engine, EngineError};
+use bantam_engine::{Engine, EngineError, ScoreMode};
 use bantam_types::tasks::{Classification, ClassifyRequest, ClassifyResponse, TaskUsage};
 use serde_json::{Map, Value};
 
@@ -70,6 +70,7 @@ pub fn validate(req: &ClassifyRequest) -> Result<(), ClassifyError> {
             ));
         }
     }
+    scoring_mode(req)?;
     for (p, v) in [
         ("threshold", req.threshold),
         ("min_confidence", req.min_confidence),
@@ -79,6 +80,18 @@ pub fn validate(req: &ClassifyRequest) -> Result<(), ClassifyError> {
         }
     }
     Ok(())
+}
+
+/// The scoring mode a request asks for.
+pub fn scoring_mode(req: &ClassifyRequest) -> Result<ScoreMode, ClassifyError> {
+    match req.scoring.as_deref() {
+        None | Some("greedy") => Ok(ScoreMode::Greedy),
+        Some("exact") => Ok(ScoreMode::Exact),
+        Some(other) => Err(invalid(
+            "scoring",
+            format!("unknown scoring {other:?}; use greedy or exact"),
+        )),
+    }
 }
 
 fn system_prompt(req: &ClassifyRequest) -> String {
@@ -117,12 +130,19 @@ pub async fn classify(
         head.push(TemplateMessage::new("user", &e.input));
         head.push(TemplateMessage::new("assistant", &e.label));
     }
+    let render = |text: &str| -> Result<Vec<i32>, ClassifyError> {
+        let mut msgs = head.clone();
+        msgs.push(TemplateMessage::new("user", text));
+        let prompt = engine.render_chat(&msgs, &[])?;
+        Ok(engine.tokenize(&prompt)?)
+    };
+    // The part every prompt shares (instructions, labels, examples): what two
+    // different texts render to in common.
+    let (a, b) = (render("a")?, render("b")?);
+    let shared = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
     let mut prompts = Vec::with_capacity(texts.len());
     for t in texts {
-        let mut msgs = head.clone();
-        msgs.push(TemplateMessage::new("user", t));
-        let prompt = engine.render_chat(&msgs, &[])?;
-        prompts.push(engine.tokenize(&prompt)?);
+        prompts.push(render(t)?);
     }
     let model = engine.model();
     let candidates: Vec<Vec<i32>> = req
@@ -131,7 +151,13 @@ pub async fn classify(
         .map(|l| model.tokenize(l.name(), false, false))
         .collect();
     let out = engine
-        .score(prompts, Arc::new(candidates), engine.end_of_turn())
+        .score(
+            prompts,
+            shared,
+            Arc::new(candidates),
+            engine.end_of_turn(),
+            scoring_mode(req)?,
+        )
         .await?;
     let threshold = req.threshold.unwrap_or(0.2);
     let min_conf = req.min_confidence.unwrap_or(0.0);
@@ -163,6 +189,7 @@ pub async fn classify(
                 }),
                 confidence,
                 probabilities: map,
+                exact: out.exact[i].iter().all(|&e| e),
             }
         })
         .collect();
@@ -204,6 +231,7 @@ mod tests {
             multi_label: false,
             threshold: None,
             min_confidence: None,
+            scoring: None,
         }
     }
 

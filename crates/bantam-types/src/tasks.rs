@@ -90,6 +90,14 @@ pub struct ClassifyRequest {
     /// null (default 0: always a label).
     #[serde(default)]
     pub min_confidence: Option<f32>,
+    /// How labels are scored: `greedy` (default, fastest: follow the most likely
+    /// branch of the label tree, probabilities renormalised over the labels'
+    /// continuations at each branch point, as constrained generation would choose;
+    /// labels off the path share their branch's probability) or `exact` (every
+    /// label's full log-likelihood, normalised over the labels; costs one token of
+    /// compute per node of the label tree).
+    #[serde(default)]
+    pub scoring: Option<String>,
 }
 
 /// The result for one input.
@@ -108,6 +116,8 @@ pub struct Classification {
     pub confidence: f32,
     /// Every label's probability (normalised over the labels), in request order.
     pub probabilities: Map<String, Value>,
+    /// Whether every label was scored exactly (see `exact` in the request).
+    pub exact: bool,
 }
 
 /// Token counts of a task request.
