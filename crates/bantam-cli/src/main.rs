@@ -42,6 +42,12 @@ enum Command {
     Config(cmd::store::ConfigArgs),
     /// Chat with a model: answer PROMPT, or start an interactive chat without one.
     Run(cmd::run::RunArgs),
+    /// Label texts (an argument, stdin or a JSONL file) with one of your labels.
+    Classify(cmd::classify::ClassifyArgs),
+    /// Extract a JSON object matching a schema from texts.
+    Extract(cmd::generate_tasks::ExtractArgs),
+    /// Summarize texts (hierarchically when longer than the context).
+    Summarize(cmd::generate_tasks::SummarizeArgs),
     /// Serve the OpenAI-compatible HTTP API.
     Serve(cmd::serve::ServeArgs),
     /// Measure a model on this machine (prefill and decode tok/s) and choose its flash-attention setting.
@@ -81,6 +87,9 @@ fn main() -> std::process::ExitCode {
         Command::Export(a) => cmd::store::export(&home, a),
         Command::Config(a) => cmd::store::config(&home, a),
         Command::Run(a) => cmd::run::run(&home, a),
+        Command::Classify(a) => cmd::classify::classify(&home, a),
+        Command::Extract(a) => cmd::generate_tasks::extract(&home, a),
+        Command::Summarize(a) => cmd::generate_tasks::summarize(&home, a),
         Command::Serve(a) => cmd::serve::serve(&home, a),
         Command::Bench(a) => cmd::bench::bench(&home, a),
         Command::Info => cmd::info(&home),

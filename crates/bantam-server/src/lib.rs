@@ -30,6 +30,8 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/chat/completions", post(routes::chat::chat_completions))
         .route("/v1/completions", post(routes::completions::completions))
         .route("/v1/classify", post(routes::tasks::classify))
+        .route("/v1/extract", post(routes::tasks::extract))
+        .route("/v1/summarize", post(routes::tasks::summarize))
         .route("/v1/models", get(routes::models::list))
         .route("/v1/models/{*id}", get(routes::models::get))
         .route("/health", get(routes::models::health))

@@ -8,9 +8,12 @@
 use std::sync::Arc;
 
 use bantam_engine::template::TemplateMessage;
-use bantam_engine::{Engine, EngineError, ScoreMode};
+use bantam_engine::{Engine, ScoreMode};
 use bantam_types::tasks::{Classification, ClassifyRequest, ClassifyResponse, TaskUsage};
 use serde_json::{Map, Value};
+
+pub use crate::TaskError as ClassifyError;
+use crate::TaskError;
 
 /// Default instructions.
 pub const DEFAULT_INSTRUCTIONS: &str =
@@ -20,27 +23,8 @@ pub const MAX_INPUTS: usize = 4096;
 /// Most labels per request (llama.cpp's sequence limit).
 pub const MAX_LABELS: usize = 256;
 
-/// Why a classification request failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ClassifyError {
-    /// The request is malformed; `param` names the field.
-    #[error("{message}")]
-    Invalid {
-        /// Offending field.
-        param: &'static str,
-        /// What to change.
-        message: String,
-    },
-    /// The engine failed.
-    #[error(transparent)]
-    Engine(#[from] EngineError),
-}
-
 fn invalid(param: &'static str, message: impl Into<String>) -> ClassifyError {
-    ClassifyError::Invalid {
-        param,
-        message: message.into(),
-    }
+    TaskError::invalid(param, message)
 }
 
 /// Check a request before any work.
@@ -201,6 +185,7 @@ pub async fn classify(
             prompt_tokens: out.prompt_tokens,
             cached_tokens: out.cached_tokens,
             label_tokens: out.candidate_tokens,
+            completion_tokens: 0,
             total_tokens: out.prompt_tokens + out.cached_tokens + out.candidate_tokens,
         },
     })

@@ -127,8 +127,12 @@ pub struct TaskUsage {
     pub prompt_tokens: u32,
     /// Prompt tokens served from the cache.
     pub cached_tokens: u32,
-    /// Label tokens scored.
+    /// Label tokens scored (classification).
+    #[serde(default)]
     pub label_tokens: u32,
+    /// Tokens generated (extraction, summarisation).
+    #[serde(default)]
+    pub completion_tokens: u32,
     /// Sum of the above.
     pub total_tokens: u32,
 }
@@ -143,5 +147,91 @@ pub struct ClassifyResponse {
     /// One result per input.
     pub data: Vec<Classification>,
     /// Tokens.
+    pub usage: TaskUsage,
+}
+
+/// `POST /v1/extract`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct ExtractRequest {
+    /// Model name.
+    pub model: String,
+    /// The text to extract from.
+    pub input: String,
+    /// JSON Schema of the result (enforced while generating, validated after).
+    pub schema: Value,
+    /// Instructions (a default is used otherwise).
+    #[serde(default)]
+    pub instructions: Option<String>,
+    /// Report where each string or number value appears in the input.
+    #[serde(default)]
+    pub spans: bool,
+    /// Most tokens to generate (default 1024).
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+}
+
+/// Where a value appears in the input (character offsets, end exclusive).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Span {
+    /// First character.
+    pub start: usize,
+    /// One past the last character.
+    pub end: usize,
+    /// The text there.
+    pub text: String,
+}
+
+/// `POST /v1/extract` response.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct ExtractResponse {
+    /// `extraction`.
+    pub object: String,
+    /// Model name.
+    pub model: String,
+    /// The extracted object, valid against the schema.
+    pub data: Value,
+    /// With `spans`: JSON Pointer of each string/number value → its span, or null
+    /// when the value does not appear verbatim.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spans: Option<Map<String, Value>>,
+    /// Tokens.
+    pub usage: TaskUsage,
+}
+
+/// `POST /v1/summarize`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct SummarizeRequest {
+    /// Model name.
+    pub model: String,
+    /// The text; longer than the context is fine (summarised in parts).
+    pub input: String,
+    /// `paragraph` (default), `bullets` or `sentences`.
+    #[serde(default)]
+    pub style: Option<String>,
+    /// Bullets or sentences wanted (default 3).
+    #[serde(default)]
+    pub length: Option<u32>,
+    /// Instructions (a default is used otherwise).
+    #[serde(default)]
+    pub instructions: Option<String>,
+    /// Most tokens of the summary (default 256).
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+}
+
+/// `POST /v1/summarize` response.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct SummarizeResponse {
+    /// `summary`.
+    pub object: String,
+    /// Model name.
+    pub model: String,
+    /// The summary.
+    pub summary: String,
+    /// Parts the input was cut into (1 when it fit).
+    pub chunks: u32,
+    /// Levels of summaries of summaries (0 when the input fit).
+    pub levels: u32,
+    /// Tokens over all the generations.
     pub usage: TaskUsage,
 }

@@ -5,13 +5,9 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use bantam_engine::template::TemplateMessage;
-use bantam_engine::{Engine, EngineConfig, ModelResolver};
-use bantam_server::StoreResolver;
-use bantam_store::{catalog, PullOptions, Store};
+use bantam_engine::Engine;
 use bantam_types::generate::{GenerateEvent, GenerateRequest, Prompt, SamplingParams};
 use clap::Args;
-
-use crate::progress::Bars;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -55,35 +51,7 @@ pub struct RunArgs {
 }
 
 pub fn run(home: &Path, a: RunArgs) -> Result<()> {
-    let store = Store::open(home)?;
-    if !a.model.ends_with(".gguf") && store.get(&a.model).is_err() {
-        if let Some(entry) = catalog::find(&a.model) {
-            eprintln!(
-                "{} is not installed; pulling it from the catalog",
-                entry.name
-            );
-            store.pull(entry.name, &PullOptions::default(), &Bars::default())?;
-        }
-    }
-    let defaults = EngineConfig {
-        parallel: 1,
-        ..EngineConfig::default()
-    };
-    let resolver = StoreResolver::new(store, defaults);
-    let mut resolved = resolver.resolve(&a.model).map_err(anyhow::Error::from)?;
-    resolved.config.parallel = 1;
-    if let Some(c) = a.ctx_size {
-        resolved.config.ctx_size = c;
-    }
-    if let Some(t) = a.threads {
-        resolved.config.threads = t;
-    }
-    let engine = Engine::load(
-        &resolved.name,
-        &resolved.path,
-        &resolved.config,
-        resolved.template.as_deref(),
-    )?;
+    let engine = super::load_engine(home, &a.model, 1, a.ctx_size, a.threads)?;
 
     let sampling = SamplingParams {
         temperature: a

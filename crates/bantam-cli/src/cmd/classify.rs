@@ -1,0 +1,236 @@
+//! `bantam classify`: label texts from an argument, stdin or a JSONL file.
+
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use bantam_types::tasks::{ClassifyExample, ClassifyRequest, LabelSpec, TextInput};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{json, Value};
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  bantam classify qwen2.5-coder:0.5b --labels billing,technical,sales \"I was charged twice\"
+  bantam classify qwen2.5-coder:0.5b --labels-file labels.txt --input tickets.jsonl --output labelled.jsonl
+  echo \"Server is down\" | bantam classify smollm2:135m --labels urgent,normal -")]
+pub struct ClassifyArgs {
+    /// Model name (pulled first if it is a catalog name that is not installed) or a .gguf path.
+    pub model: String,
+    /// Text to classify ("-" reads stdin). Without it, give --input.
+    pub text: Option<String>,
+    /// Labels, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub labels: Vec<String>,
+    /// Labels from a file: one per line (`label: description` allowed), or a JSON list
+    /// of strings or {"label", "description"} objects.
+    #[arg(long, value_name = "FILE")]
+    pub labels_file: Option<PathBuf>,
+    /// JSONL file: one object per line with the text in --field (or plain text lines).
+    #[arg(long, short, value_name = "FILE")]
+    pub input: Option<PathBuf>,
+    /// Field holding the text in --input records.
+    #[arg(long, default_value = "text")]
+    pub field: String,
+    /// Write JSONL results here instead of stdout.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Task instructions shown to the model before the labels.
+    #[arg(long)]
+    pub instructions: Option<String>,
+    /// Few-shot examples: JSONL with `input` and `label`.
+    #[arg(long, value_name = "FILE")]
+    pub examples: Option<PathBuf>,
+    /// `greedy` (fast) or `exact` (every label's full likelihood).
+    #[arg(long, default_value = "greedy")]
+    pub scoring: String,
+    /// Below this probability the text gets no label (out of scope).
+    #[arg(long)]
+    pub min_confidence: Option<f32>,
+    /// Report every label at or above --threshold.
+    #[arg(long)]
+    pub multi_label: bool,
+    /// Multi-label cut-off.
+    #[arg(long)]
+    pub threshold: Option<f32>,
+    /// Texts per engine request.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Threads (default: physical cores).
+    #[arg(long)]
+    pub threads: Option<u32>,
+}
+
+fn read_labels(a: &ClassifyArgs) -> Result<Vec<LabelSpec>> {
+    let mut labels: Vec<LabelSpec> = a
+        .labels
+        .iter()
+        .map(|l| l.trim())
+        .filter(|l| !l.is_empty())
+        .map(|l| LabelSpec::Name(l.to_string()))
+        .collect();
+    if let Some(f) = &a.labels_file {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("reading labels from {}", f.display()))?;
+        if text.trim_start().starts_with('[') {
+            let list: Vec<LabelSpec> = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a JSON list of labels", f.display()))?;
+            labels.extend(list);
+        } else {
+            for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+                labels.push(match line.split_once(": ") {
+                    Some((l, d)) => LabelSpec::Described {
+                        label: l.trim().to_string(),
+                        description: Some(d.trim().to_string()),
+                    },
+                    None => LabelSpec::Name(line.to_string()),
+                });
+            }
+        }
+    }
+    if labels.len() < 2 {
+        bail!("give at least two labels with --labels a,b,c or --labels-file FILE");
+    }
+    Ok(labels)
+}
+
+/// Records to process: (original record or null, text), from a JSONL file (the text
+/// in `field`; plain lines allowed), or one text from an argument or stdin ("-").
+pub(crate) fn read_inputs(
+    text: Option<&str>,
+    input: Option<&Path>,
+    field: &str,
+) -> Result<Vec<(Value, String)>> {
+    if let Some(path) = input {
+        let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let mut out = Vec::new();
+        for (i, line) in BufReader::new(f).lines().enumerate() {
+            let line = line?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<Value>(&line) {
+                Ok(Value::Object(o)) => {
+                    let text = o
+                        .get(field)
+                        .and_then(Value::as_str)
+                        .with_context(|| {
+                            format!(
+                                "{}:{}: no string field {:?} (choose it with --field)",
+                                path.display(),
+                                i + 1,
+                                field
+                            )
+                        })?
+                        .to_string();
+                    out.push((Value::Object(o), text));
+                }
+                _ => out.push((Value::Null, line)),
+            }
+        }
+        return Ok(out);
+    }
+    let text = match text {
+        Some("-") => {
+            let mut s = String::new();
+            std::io::stdin().read_to_string(&mut s)?;
+            s.trim().to_string()
+        }
+        Some(t) => t.to_string(),
+        None => bail!("give a text, \"-\" for stdin, or --input FILE.jsonl"),
+    };
+    Ok(vec![(Value::Null, text)])
+}
+
+pub fn classify(home: &Path, a: ClassifyArgs) -> Result<()> {
+    let labels = read_labels(&a)?;
+    let inputs = read_inputs(a.text.as_deref(), a.input.as_deref(), &a.field)?;
+    let examples: Vec<ClassifyExample> = match &a.examples {
+        Some(p) => std::fs::read_to_string(p)
+            .with_context(|| format!("reading {}", p.display()))?
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("{}: lines must be {{\"input\", \"label\"}}", p.display()))?,
+        None => Vec::new(),
+    };
+    let template = ClassifyRequest {
+        model: a.model.clone(),
+        input: TextInput::Many(Vec::new()),
+        labels,
+        instructions: a.instructions.clone(),
+        examples,
+        multi_label: a.multi_label,
+        threshold: a.threshold,
+        min_confidence: a.min_confidence,
+        scoring: Some(a.scoring.clone()),
+    };
+    bantam_tasks::classify::validate(&template).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let engine = super::load_engine(home, &a.model, 1, None, a.threads)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let to_file = a.input.is_some();
+    let bar = if to_file {
+        let b = ProgressBar::new(inputs.len() as u64);
+        b.set_style(
+            ProgressStyle::with_template("classifying [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        b
+    } else {
+        ProgressBar::hidden()
+    };
+    let mut out: Box<dyn Write> = match &a.output {
+        Some(p) => Box::new(BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        )),
+        None => Box::new(BufWriter::new(std::io::stdout())),
+    };
+    for chunk in inputs.chunks(a.batch.max(1)) {
+        let texts: Vec<String> = chunk.iter().map(|(_, t)| t.clone()).collect();
+        let resp = rt
+            .block_on(bantam_tasks::classify(&engine, &template, &texts))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        for ((record, text), r) in chunk.iter().zip(resp.data) {
+            if !to_file && a.output.is_none() {
+                // One text on a terminal: readable.
+                let mut top: Vec<(&String, f64)> = r
+                    .probabilities
+                    .iter()
+                    .map(|(k, v)| (k, v.as_f64().unwrap_or(0.0)))
+                    .collect();
+                top.sort_by(|x, y| y.1.total_cmp(&x.1));
+                writeln!(
+                    out,
+                    "{}  (confidence {:.3})",
+                    r.label
+                        .as_deref()
+                        .unwrap_or("(none: below --min-confidence)"),
+                    r.confidence
+                )?;
+                for (l, p) in top.iter().take(5) {
+                    writeln!(out, "  {p:6.3}  {l}")?;
+                }
+                continue;
+            }
+            let mut line = match record {
+                Value::Object(o) => Value::Object(o.clone()),
+                _ => json!({ "text": text }),
+            };
+            line["label"] = json!(r.label);
+            if let Some(ls) = &r.labels {
+                line["labels"] = json!(ls);
+            }
+            line["confidence"] = json!(r.confidence);
+            line["probabilities"] = Value::Object(r.probabilities);
+            writeln!(out, "{line}")?;
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    out.flush()?;
+    Ok(())
+}

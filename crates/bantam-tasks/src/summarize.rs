@@ -1,0 +1,185 @@
+//! Summarisation, hierarchical when the input does not fit the context: the text is
+//! cut at sentence boundaries into chunks that fit, each chunk is summarised (as many
+//! at once as the engine has slots), the summaries are joined and the process
+//! repeats until one final summary in the requested style can be written. Nothing is
+//! truncated silently: the response says how many chunks and levels it took.
+
+use bantam_engine::template::TemplateMessage;
+use bantam_engine::Engine;
+use bantam_types::generate::OutputConstraint;
+use bantam_types::tasks::{SummarizeRequest, SummarizeResponse, TaskUsage};
+
+use crate::generate::complete;
+use crate::TaskError;
+
+/// Greedy decoding of free text loops on small models; Ollama's default penalty.
+const REPETITION_PENALTY: f32 = 1.1;
+/// Most levels of summaries of summaries.
+const MAX_LEVELS: u32 = 6;
+
+fn instruction(req: &SummarizeRequest, n: u32) -> String {
+    let base = req.instructions.clone().unwrap_or_else(|| {
+        "Summarize the user's text faithfully, keeping names, numbers and decisions.".into()
+    });
+    match req.style.as_deref().unwrap_or("paragraph") {
+        "bullets" => {
+            format!("{base} Answer with at most {n} bullet points, each starting with \"- \".")
+        }
+        "sentences" => format!("{base} Answer in at most {n} sentences."),
+        _ => format!("{base} Answer with one short paragraph."),
+    }
+}
+
+/// Split `text` into pieces of at most `budget` tokens, at sentence or line ends.
+pub fn chunk(engine: &Engine, text: &str, budget: usize) -> Vec<String> {
+    let model = engine.model();
+    let count = |s: &str| model.tokenize(s, false, false).len();
+    // Sentences (keeping their terminators) and line breaks.
+    let mut units: Vec<String> = Vec::new();
+    let mut cur = String::new();
+    for ch in text.chars() {
+        cur.push(ch);
+        if matches!(ch, '.' | '!' | '?' | '\n') {
+            units.push(std::mem::take(&mut cur));
+        }
+    }
+    if !cur.is_empty() {
+        units.push(cur);
+    }
+    let mut out: Vec<String> = Vec::new();
+    let mut piece = String::new();
+    let mut piece_tokens = 0;
+    for u in units {
+        let n = count(&u);
+        if n > budget {
+            // One enormous sentence: cut by tokens.
+            if !piece.is_empty() {
+                out.push(std::mem::take(&mut piece));
+                piece_tokens = 0;
+            }
+            let toks = model.tokenize(&u, false, false);
+            for w in toks.chunks(budget.max(1)) {
+                out.push(model.detokenize(w, false));
+            }
+            continue;
+        }
+        if piece_tokens + n > budget && !piece.is_empty() {
+            out.push(std::mem::take(&mut piece));
+            piece_tokens = 0;
+        }
+        piece.push_str(&u);
+        piece_tokens += n;
+    }
+    if !piece.trim().is_empty() {
+        out.push(piece);
+    }
+    out
+}
+
+/// Run a summarisation.
+pub async fn summarize(
+    engine: &Engine,
+    req: &SummarizeRequest,
+) -> Result<SummarizeResponse, TaskError> {
+    if req.input.trim().is_empty() {
+        return Err(TaskError::invalid("input", "input must not be empty"));
+    }
+    let style = req.style.as_deref().unwrap_or("paragraph");
+    if !matches!(style, "paragraph" | "bullets" | "sentences") {
+        return Err(TaskError::invalid(
+            "style",
+            format!("unknown style {style:?}; use paragraph, bullets or sentences"),
+        ));
+    }
+    let n = req.length.unwrap_or(3);
+    if !(1..=20).contains(&n) {
+        return Err(TaskError::invalid(
+            "length",
+            "length must be between 1 and 20",
+        ));
+    }
+    let max_tokens = req.max_tokens.unwrap_or(256).clamp(16, 2048);
+    let ctx = engine.info().ctx_size as usize;
+    // Room for the instructions, the chat template and the answer.
+    let budget = ctx.saturating_sub(max_tokens as usize + 160);
+    if budget < 128 {
+        return Err(TaskError::invalid(
+            "max_tokens",
+            format!("max_tokens {max_tokens} leaves no room for input in a {ctx}-token context"),
+        ));
+    }
+    let model = engine.model();
+    let mut usage = TaskUsage::default();
+    let mut text = req.input.clone();
+    let mut levels = 0;
+    let mut leaf_chunks = 1;
+    while model.tokenize(&text, false, false).len() > budget {
+        if levels >= MAX_LEVELS {
+            return Err(TaskError::invalid(
+                "input",
+                "the input is too long to summarise within the level limit; split it first",
+            ));
+        }
+        let pieces = chunk(engine, &text, budget);
+        if levels == 0 {
+            leaf_chunks = pieces.len() as u32;
+        }
+        let part_tokens = (max_tokens / 2).max(64);
+        let mut summaries = Vec::with_capacity(pieces.len());
+        let wave = engine.info().parallel.max(1) as usize;
+        for group in pieces.chunks(wave) {
+            let futs = group.iter().map(|p| {
+                let msgs = [
+                    TemplateMessage::new(
+                        "system",
+                        "Summarize this part of a longer document in a few sentences, keeping names, numbers and decisions.",
+                    ),
+                    TemplateMessage::new("user", p),
+                ];
+                async move {
+                    let prompt = engine.render_chat(&msgs, &[])?;
+                    complete(engine, prompt, part_tokens, None, REPETITION_PENALTY).await
+                }
+            });
+            for r in futures::future::join_all(futs).await {
+                let (s, u) = r?;
+                add(&mut usage, &u);
+                summaries.push(s.trim().to_string());
+            }
+        }
+        let joined = summaries.join("\n\n");
+        if model.tokenize(&joined, false, false).len() >= model.tokenize(&text, false, false).len()
+        {
+            return Err(TaskError::invalid(
+                "input",
+                "the partial summaries are not shorter than the text; lower max_tokens",
+            ));
+        }
+        text = joined;
+        levels += 1;
+    }
+    let msgs = [
+        TemplateMessage::new("system", &instruction(req, n)),
+        TemplateMessage::new("user", &text),
+    ];
+    let prompt = engine.render_chat(&msgs, &[])?;
+    let constraint = (style == "bullets")
+        .then(|| OutputConstraint::Regex(format!("(?:- [^\\n]{{1,400}}\\n){{1,{n}}}")));
+    let (summary, u) = complete(engine, prompt, max_tokens, constraint, REPETITION_PENALTY).await?;
+    add(&mut usage, &u);
+    Ok(SummarizeResponse {
+        object: "summary".into(),
+        model: req.model.clone(),
+        summary: summary.trim().to_string(),
+        chunks: leaf_chunks,
+        levels,
+        usage,
+    })
+}
+
+fn add(t: &mut TaskUsage, u: &bantam_types::generate::Usage) {
+    t.prompt_tokens += u.prompt_tokens - u.cached_tokens;
+    t.cached_tokens += u.cached_tokens;
+    t.completion_tokens += u.completion_tokens;
+    t.total_tokens += u.prompt_tokens + u.completion_tokens;
+}
