@@ -24,6 +24,10 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Seconds to wait for running requests on shutdown.
     pub shutdown_grace_secs: u64,
+    /// Non-streamed structured outputs cut short by `max_tokens` (small models can
+    /// loop inside a string) are generated again this many times, with a growing
+    /// repetition penalty, before the request fails with 422.
+    pub structured_retries: u32,
     /// Defaults for every model's engine.
     pub engine: EngineConfig,
     /// How many models stay loaded.
@@ -38,6 +42,7 @@ impl Default for ServerConfig {
             preload: Vec::new(),
             max_body_bytes: 32 << 20,
             shutdown_grace_secs: 30,
+            structured_retries: 1,
             engine: EngineConfig::default(),
             pool: PoolConfig::default(),
         }

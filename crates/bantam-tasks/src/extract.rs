@@ -2,7 +2,8 @@
 //! source span of each string field when it appears verbatim in the text.
 
 use bantam_engine::template::TemplateMessage;
-use bantam_engine::Engine;
+use bantam_engine::{Engine, EngineError};
+use bantam_structured::StructuredError;
 use bantam_types::generate::OutputConstraint;
 use bantam_types::tasks::{ExtractRequest, ExtractResponse, Span, TaskUsage};
 use serde_json::{Map, Value};
@@ -30,14 +31,25 @@ pub async fn extract(engine: &Engine, req: &ExtractRequest) -> Result<ExtractRes
         TemplateMessage::new("user", &req.input),
     ];
     let prompt = engine.render_chat(&msgs, &[])?;
-    let (text, usage) = complete(
-        engine,
-        prompt,
-        req.max_tokens.unwrap_or(1024),
-        Some(OutputConstraint::JsonSchema(req.schema.clone())),
-        1.0,
-    )
-    .await?;
+    // An output cut short (a small model looping inside a string) is tried once more
+    // with a repetition penalty, as the chat endpoint does.
+    let mut penalty = 1.0;
+    let (text, usage) = loop {
+        let r = complete(
+            engine,
+            prompt.clone(),
+            req.max_tokens.unwrap_or(1024),
+            Some(OutputConstraint::JsonSchema(req.schema.clone())),
+            penalty,
+        )
+        .await;
+        match r {
+            Err(EngineError::Constraint(StructuredError::Incomplete(_))) if penalty == 1.0 => {
+                penalty = 1.15;
+            }
+            other => break other?,
+        }
+    };
     // The engine validated the text against the schema before returning it.
     let data: Value = serde_json::from_str(&text)
         .map_err(|e| TaskError::invalid("schema", format!("output is not JSON: {e}")))?;
@@ -66,15 +78,17 @@ pub fn locate(hay: &str, needle: &str) -> Option<(usize, usize)> {
     if needle.is_empty() {
         return None;
     }
-    let byte = hay.find(needle).or_else(|| {
-        let lower = hay.to_lowercase();
-        // Lower-casing keeps byte offsets only for ASCII text; check it.
-        (lower.len() == hay.len())
-            .then(|| lower.find(&needle.to_lowercase()))
-            .flatten()
-    })?;
-    let start = hay[..byte].chars().count();
-    Some((start, start + needle.chars().count()))
+    let len = needle.chars().count();
+    if let Some(byte) = hay.find(needle) {
+        let start = hay[..byte].chars().count();
+        return Some((start, start + len));
+    }
+    let fold = |c: char| c.to_lowercase().next().unwrap_or(c);
+    let h: Vec<char> = hay.chars().map(fold).collect();
+    let n: Vec<char> = needle.chars().map(fold).collect();
+    h.windows(n.len())
+        .position(|w| w == n.as_slice())
+        .map(|start| (start, start + len))
 }
 
 /// JSON Pointer → span for every string leaf (null when not found verbatim).
@@ -133,8 +147,9 @@ mod tests {
         );
         assert_eq!(m["/order"]["start"], 6);
         assert_eq!(m["/who/mail"]["text"], "anna@example.com");
-        // Not ASCII: no case-insensitive match is attempted.
-        assert!(m["/company"].is_null());
+        // Case-insensitive, in characters (ü is two bytes).
+        assert_eq!(m["/company"]["start"], 16);
+        assert_eq!(m["/company"]["text"], "Müller GmbH");
         assert!(m["/x"].is_null());
         assert_eq!(locate("Hello World", "world"), Some((6, 11)));
     }

@@ -1,13 +1,14 @@
 //! `bantam classify`: label texts from an argument, stdin or a JSONL file.
 
-use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use bantam_types::tasks::{ClassifyExample, ClassifyRequest, LabelSpec, TextInput};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
+
+use super::generate_tasks::{open_output, progress, TaskIo};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -17,8 +18,6 @@ use serde_json::{json, Value};
 pub struct ClassifyArgs {
     /// Model name (pulled first if it is a catalog name that is not installed) or a .gguf path.
     pub model: String,
-    /// Text to classify ("-" reads stdin). Without it, give --input.
-    pub text: Option<String>,
     /// Labels, comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub labels: Vec<String>,
@@ -26,15 +25,8 @@ pub struct ClassifyArgs {
     /// of strings or {"label", "description"} objects.
     #[arg(long, value_name = "FILE")]
     pub labels_file: Option<PathBuf>,
-    /// JSONL file: one object per line with the text in --field (or plain text lines).
-    #[arg(long, short, value_name = "FILE")]
-    pub input: Option<PathBuf>,
-    /// Field holding the text in --input records.
-    #[arg(long, default_value = "text")]
-    pub field: String,
-    /// Write JSONL results here instead of stdout.
-    #[arg(long, short, value_name = "FILE")]
-    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub io: TaskIo,
     /// Task instructions shown to the model before the labels.
     #[arg(long)]
     pub instructions: Option<String>,
@@ -56,9 +48,6 @@ pub struct ClassifyArgs {
     /// Texts per engine request.
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
-    /// Threads (default: physical cores).
-    #[arg(long)]
-    pub threads: Option<u32>,
 }
 
 fn read_labels(a: &ClassifyArgs) -> Result<Vec<LabelSpec>> {
@@ -144,7 +133,7 @@ pub(crate) fn read_inputs(
 
 pub fn classify(home: &Path, a: ClassifyArgs) -> Result<()> {
     let labels = read_labels(&a)?;
-    let inputs = read_inputs(a.text.as_deref(), a.input.as_deref(), &a.field)?;
+    let inputs = read_inputs(a.io.text.as_deref(), a.io.input.as_deref(), &a.io.field)?;
     let examples: Vec<ClassifyExample> = match &a.examples {
         Some(p) => std::fs::read_to_string(p)
             .with_context(|| format!("reading {}", p.display()))?
@@ -167,35 +156,20 @@ pub fn classify(home: &Path, a: ClassifyArgs) -> Result<()> {
         scoring: Some(a.scoring.clone()),
     };
     bantam_tasks::classify::validate(&template).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let engine = super::load_engine(home, &a.model, 1, None, a.threads)?;
+    let engine = super::load_engine(home, &a.model, 1, None, a.io.threads)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let to_file = a.input.is_some();
-    let bar = if to_file {
-        let b = ProgressBar::new(inputs.len() as u64);
-        b.set_style(
-            ProgressStyle::with_template("classifying [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
-        b
-    } else {
-        ProgressBar::hidden()
-    };
-    let mut out: Box<dyn Write> = match &a.output {
-        Some(p) => Box::new(BufWriter::new(
-            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
-        )),
-        None => Box::new(BufWriter::new(std::io::stdout())),
-    };
+    let to_file = a.io.input.is_some();
+    let bar = progress(to_file, inputs.len(), "classifying");
+    let mut out = open_output(a.io.output.as_deref())?;
     for chunk in inputs.chunks(a.batch.max(1)) {
         let texts: Vec<String> = chunk.iter().map(|(_, t)| t.clone()).collect();
         let resp = rt
             .block_on(bantam_tasks::classify(&engine, &template, &texts))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         for ((record, text), r) in chunk.iter().zip(resp.data) {
-            if !to_file && a.output.is_none() {
+            if !to_file && a.io.output.is_none() {
                 // One text on a terminal: readable.
                 let mut top: Vec<(&String, f64)> = r
                     .probabilities

@@ -71,6 +71,32 @@ pub struct SummarizeArgs {
     pub io: TaskIo,
 }
 
+/// A progress bar over `len` records when reading a file (hidden otherwise).
+pub(crate) fn progress(show: bool, len: usize, verb: &str) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let b = ProgressBar::new(len as u64);
+    b.set_style(
+        ProgressStyle::with_template(&format!(
+            "{verb} [{{bar:30}}] {{pos}}/{{len}} {{per_sec}} eta {{eta}}"
+        ))
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    b
+}
+
+/// The JSONL destination: a file, or stdout.
+pub(crate) fn open_output(path: Option<&Path>) -> Result<Box<dyn Write>> {
+    Ok(match path {
+        Some(p) => Box::new(BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        )),
+        None => Box::new(BufWriter::new(std::io::stdout())),
+    })
+}
+
 /// Run `task` over every input; one text prints the bare result, files get JSONL.
 fn run_all(
     home: &Path,
@@ -86,25 +112,8 @@ fn run_all(
         .enable_all()
         .build()?;
     let to_jsonl = io.input.is_some() || io.output.is_some();
-    let bar = if io.input.is_some() {
-        let b = ProgressBar::new(inputs.len() as u64);
-        b.set_style(
-            ProgressStyle::with_template(&format!(
-                "{verb} [{{bar:30}}] {{pos}}/{{len}} {{per_sec}} eta {{eta}}"
-            ))
-            .expect("valid template")
-            .progress_chars("=> "),
-        );
-        b
-    } else {
-        ProgressBar::hidden()
-    };
-    let mut out: Box<dyn Write> = match &io.output {
-        Some(p) => Box::new(BufWriter::new(
-            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
-        )),
-        None => Box::new(BufWriter::new(std::io::stdout())),
-    };
+    let bar = progress(io.input.is_some(), inputs.len(), verb);
+    let mut out = open_output(io.output.as_deref())?;
     for (record, text) in &inputs {
         let result = task(&engine, &rt, text)?;
         if to_jsonl {

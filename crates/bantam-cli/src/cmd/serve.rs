@@ -53,6 +53,10 @@ pub struct ServeArgs {
     /// Most models loaded at once.
     #[arg(long, env = "BANTAM_MAX_LOADED")]
     pub max_loaded: Option<usize>,
+    /// Retries of a non-streamed structured output cut short by max_tokens (with a
+    /// growing repetition penalty) before answering 422.
+    #[arg(long, env = "BANTAM_STRUCTURED_RETRIES")]
+    pub structured_retries: Option<u32>,
 }
 
 /// Resolve the final configuration.
@@ -104,6 +108,9 @@ pub fn resolve(a: &ServeArgs) -> Result<ServerConfig> {
     }
     if let Some(v) = a.max_loaded {
         cfg.pool.max_loaded = v;
+    }
+    if let Some(v) = a.structured_retries {
+        cfg.structured_retries = v;
     }
     Ok(cfg)
 }

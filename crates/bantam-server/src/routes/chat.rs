@@ -7,7 +7,9 @@ use axum::Json;
 use bantam_engine::{EngineError, EventStream};
 use bantam_structured::tools::{self, StreamEvent, ToolStream};
 use bantam_structured::StructuredError;
-use bantam_types::generate::{GenerateEvent, LogprobEntry, OutputConstraint};
+use bantam_types::generate::{
+    FinishReason, GenerateEvent, GenerateRequest, LogprobEntry, OutputConstraint, Usage,
+};
 use bantam_types::openai::{
     ChatChoice, ChatChunkChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest,
     ChatDelta, ChatLogprobs, ChatTokenLogprob, FunctionCall, FunctionCallDelta, ResponseMessage,
@@ -56,9 +58,9 @@ pub(crate) async fn chat_completions(
     gen.prompt = prompt;
     let tool_mode = matches!(gen.constraint, Some(OutputConstraint::ToolCalls { .. }));
     let want_logprobs = gen.logprobs.is_some();
-    let events = engine.generate(gen)?;
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     if v.stream {
+        let events = engine.generate(gen)?;
         let s = chat_stream(
             events,
             id,
@@ -69,7 +71,79 @@ pub(crate) async fn chat_completions(
         );
         return Ok(Sse::new(s).into_response());
     }
-    let mut events = events;
+    let (text, lps, finish_reason, usage) =
+        collect_with_retries(&engine, gen, st.config.structured_retries).await?;
+    let mut message = ResponseMessage {
+        role: "assistant".into(),
+        content: Some(text),
+        tool_calls: None,
+    };
+    let mut finish = finish_reason.as_str();
+    if tool_mode {
+        let parsed = tools::parse(message.content.as_deref().unwrap_or(""))
+            .map_err(|e| ApiError::from(EngineError::from(StructuredError::Violated(e))))?;
+        if !parsed.calls.is_empty() {
+            finish = "tool_calls";
+            message.content = parsed.content;
+            message.tool_calls = Some(
+                parsed
+                    .calls
+                    .into_iter()
+                    .map(|c| ToolCall {
+                        id: call_id(),
+                        kind: "function".into(),
+                        function: FunctionCall {
+                            name: c.name,
+                            arguments: c.arguments,
+                        },
+                    })
+                    .collect(),
+            );
+        }
+    }
+    let body = ChatCompletion {
+        id,
+        object: "chat.completion".into(),
+        created: unix_now(),
+        model: req.model.clone(),
+        system_fingerprint: fingerprint(),
+        choices: vec![ChatChoice {
+            index: 0,
+            message,
+            logprobs: want_logprobs.then(|| chat_logprobs(&lps)),
+            finish_reason: finish.into(),
+        }],
+        usage: usage_body(&usage),
+    };
+    Ok(Json(body).into_response())
+}
+
+/// Run a request to the end. A structured output cut short by `max_tokens` is tried
+/// again up to `retries` times with a growing repetition penalty (small models loop
+/// inside strings); other errors are returned as they are.
+pub(crate) async fn collect_with_retries(
+    engine: &bantam_engine::Engine,
+    mut gen: GenerateRequest,
+    retries: u32,
+) -> Result<(String, Vec<LogprobEntry>, FinishReason, Usage), EngineError> {
+    let mut attempt = 0;
+    loop {
+        match collect(engine.generate(gen.clone())?).await {
+            Err(EngineError::Constraint(StructuredError::Incomplete(why)))
+                if attempt < retries && gen.constraint.is_some() =>
+            {
+                attempt += 1;
+                gen.sampling.repetition_penalty = gen.sampling.repetition_penalty.max(1.0) + 0.15;
+                tracing::info!(attempt, %why, penalty = gen.sampling.repetition_penalty, "structured output incomplete; retrying");
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn collect(
+    mut events: EventStream,
+) -> Result<(String, Vec<LogprobEntry>, FinishReason, Usage), EngineError> {
     let mut text = String::new();
     let mut lps: Vec<LogprobEntry> = Vec::new();
     while let Some(ev) = events.next().await {
@@ -82,56 +156,10 @@ pub(crate) async fn chat_completions(
                 finish_reason,
                 usage,
                 ..
-            } => {
-                let mut message = ResponseMessage {
-                    role: "assistant".into(),
-                    content: Some(text),
-                    tool_calls: None,
-                };
-                let mut finish = finish_reason.as_str();
-                if tool_mode {
-                    let parsed =
-                        tools::parse(message.content.as_deref().unwrap_or("")).map_err(|e| {
-                            ApiError::from(EngineError::from(StructuredError::Violated(e)))
-                        })?;
-                    if !parsed.calls.is_empty() {
-                        finish = "tool_calls";
-                        message.content = parsed.content;
-                        message.tool_calls = Some(
-                            parsed
-                                .calls
-                                .into_iter()
-                                .map(|c| ToolCall {
-                                    id: call_id(),
-                                    kind: "function".into(),
-                                    function: FunctionCall {
-                                        name: c.name,
-                                        arguments: c.arguments,
-                                    },
-                                })
-                                .collect(),
-                        );
-                    }
-                }
-                let body = ChatCompletion {
-                    id,
-                    object: "chat.completion".into(),
-                    created: unix_now(),
-                    model: req.model.clone(),
-                    system_fingerprint: fingerprint(),
-                    choices: vec![ChatChoice {
-                        index: 0,
-                        message,
-                        logprobs: want_logprobs.then(|| chat_logprobs(&lps)),
-                        finish_reason: finish.into(),
-                    }],
-                    usage: usage_body(&usage),
-                };
-                return Ok(Json(body).into_response());
-            }
+            } => return Ok((text, lps, finish_reason, usage)),
         }
     }
-    Err(EngineError::Stopped.into())
+    Err(EngineError::Stopped)
 }
 
 fn call_id() -> String {
