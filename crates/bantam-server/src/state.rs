@@ -25,8 +25,8 @@ pub struct ServerConfig {
     /// Seconds to wait for running requests on shutdown.
     pub shutdown_grace_secs: u64,
     /// Non-streamed structured outputs cut short by `max_tokens` (small models can
-    /// loop inside a string) are generated again this many times, with a growing
-    /// repetition penalty, before the request fails with 422.
+    /// loop inside a string) or failing validation are generated again this many
+    /// times, with a growing repetition penalty, before the request fails.
     pub structured_retries: u32,
     /// Defaults for every model's engine.
     pub engine: EngineConfig,
@@ -42,7 +42,7 @@ impl Default for ServerConfig {
             preload: Vec::new(),
             max_body_bytes: 32 << 20,
             shutdown_grace_secs: 30,
-            structured_retries: 1,
+            structured_retries: 2,
             engine: EngineConfig::default(),
             pool: PoolConfig::default(),
         }

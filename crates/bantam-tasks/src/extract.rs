@@ -31,8 +31,9 @@ pub async fn extract(engine: &Engine, req: &ExtractRequest) -> Result<ExtractRes
         TemplateMessage::new("user", &req.input),
     ];
     let prompt = engine.render_chat(&msgs, &[])?;
-    // An output cut short (a small model looping inside a string) is tried once more
-    // with a repetition penalty, as the chat endpoint does.
+    // An output cut short (a small model looping inside a string) or failing
+    // validation is tried twice more with a growing repetition penalty, as the chat
+    // endpoint does by default.
     let mut penalty = 1.0;
     let (text, usage) = loop {
         let r = complete(
@@ -44,8 +45,10 @@ pub async fn extract(engine: &Engine, req: &ExtractRequest) -> Result<ExtractRes
         )
         .await;
         match r {
-            Err(EngineError::Constraint(StructuredError::Incomplete(_))) if penalty == 1.0 => {
-                penalty = 1.15;
+            Err(EngineError::Constraint(
+                StructuredError::Incomplete(_) | StructuredError::Violated(_),
+            )) if penalty < 1.3 => {
+                penalty += 0.15;
             }
             other => break other?,
         }

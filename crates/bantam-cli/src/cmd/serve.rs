@@ -53,8 +53,8 @@ pub struct ServeArgs {
     /// Most models loaded at once.
     #[arg(long, env = "BANTAM_MAX_LOADED")]
     pub max_loaded: Option<usize>,
-    /// Retries of a non-streamed structured output cut short by max_tokens (with a
-    /// growing repetition penalty) before answering 422.
+    /// Retries of a non-streamed structured output cut short by max_tokens or failing
+    /// validation (with a growing repetition penalty) before the request fails.
     #[arg(long, env = "BANTAM_STRUCTURED_RETRIES")]
     pub structured_retries: Option<u32>,
 }

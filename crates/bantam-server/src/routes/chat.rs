@@ -118,9 +118,11 @@ pub(crate) async fn chat_completions(
     Ok(Json(body).into_response())
 }
 
-/// Run a request to the end. A structured output cut short by `max_tokens` is tried
-/// again up to `retries` times with a growing repetition penalty (small models loop
-/// inside strings); other errors are returned as they are.
+/// Run a request to the end. A structured output cut short by `max_tokens` (small
+/// models loop inside strings) or failing validation (a value the grammar admitted
+/// but the validator rejects, such as an unusual e-mail address) is tried again up to
+/// `retries` times with a growing repetition penalty; other errors are returned as
+/// they are.
 pub(crate) async fn collect_with_retries(
     engine: &bantam_engine::Engine,
     mut gen: GenerateRequest,
@@ -129,9 +131,9 @@ pub(crate) async fn collect_with_retries(
     let mut attempt = 0;
     loop {
         match collect(engine.generate(gen.clone())?).await {
-            Err(EngineError::Constraint(StructuredError::Incomplete(why)))
-                if attempt < retries && gen.constraint.is_some() =>
-            {
+            Err(EngineError::Constraint(
+                why @ (StructuredError::Incomplete(_) | StructuredError::Violated(_)),
+            )) if attempt < retries && gen.constraint.is_some() => {
                 attempt += 1;
                 gen.sampling.repetition_penalty = gen.sampling.repetition_penalty.max(1.0) + 0.15;
                 tracing::info!(attempt, %why, penalty = gen.sampling.repetition_penalty, "structured output incomplete; retrying");
