@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install what building and testing Bantam needs on Debian/Ubuntu, if missing:
 # cmake and clang/libclang (llama.cpp and its bindings), curl (tests), and the
-# official `openai` Python package (tests drive the server with it) and `jsonschema`
-# (tests validate structured outputs independently of the server).
+# official `openai` Python package (tests drive the server with it), `jsonschema`
+# (tests validate structured outputs independently of the server), and sacrebleu and
+# scikit-learn (the references the evaluation metrics are compared with).
 set -euo pipefail
 need=()
 for p in cmake clang libclang-dev curl; do
@@ -17,3 +18,5 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 python3 -c 'import openai' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check 'openai==3.54.0'
 python3 -c 'import jsonschema' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check 'jsonschema>=4.18'
+# Reference implementations the evaluation metrics are checked against.
+python3 -c 'import sacrebleu, sklearn' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check 'sacrebleu>=2.4' 'scikit-learn>=1.3'

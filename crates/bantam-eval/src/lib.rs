@@ -1,0 +1,12 @@
+//! Evaluation metrics for `bantam eval`, each written to agree with the reference
+//! implementation users compare against (checked in `tests/reference.rs`):
+//!
+//! * [`classification`] — accuracy, per-class precision/recall/F1, macro and micro F1,
+//!   confusion matrix (scikit-learn's definitions, `zero_division=0`).
+//! * [`qa`] — exact match and token F1 with SQuAD v1.1 answer normalisation.
+//! * [`bleu`] — corpus BLEU with sacrebleu's defaults (13a tokenisation, exponential
+//!   smoothing, closest reference length).
+
+pub mod bleu;
+pub mod classification;
+pub mod qa;
