@@ -2,8 +2,9 @@
 # Install what building and testing Bantam needs on Debian/Ubuntu, if missing:
 # cmake and clang/libclang (llama.cpp and its bindings), curl (tests), and the
 # official `openai` Python package (tests drive the server with it), `jsonschema`
-# (tests validate structured outputs independently of the server), and sacrebleu and
-# scikit-learn (the references the evaluation metrics are compared with).
+# (tests validate structured outputs independently of the server), and sacrebleu,
+# scikit-learn and rouge-score (the references the evaluation metrics are compared
+# with).
 set -euo pipefail
 need=()
 for p in cmake clang libclang-dev curl; do
@@ -19,4 +20,4 @@ fi
 python3 -c 'import openai' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check 'openai==3.54.0'
 python3 -c 'import jsonschema' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check 'jsonschema>=4.18'
 # Reference implementations the evaluation metrics are checked against.
-python3 -c 'import sacrebleu, sklearn' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check 'sacrebleu>=2.4' 'scikit-learn>=1.3'
+python3 -c 'import sacrebleu, sklearn, rouge_score' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check 'sacrebleu>=2.4' 'scikit-learn>=1.3' 'rouge-score>=0.1.2'

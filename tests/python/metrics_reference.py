@@ -3,16 +3,22 @@
     python3 tests/python/metrics_reference.py < cases.json > reference.json
 
 Input: {"bleu": [{"hyps": [...], "refs": [[ref per hyp], ...]}],
-        "classification": [{"truth": [...], "pred": [...]}]}
+        "classification": [{"truth": [...], "pred": [...]}],
+        "rouge": [{"targets": [...], "prediction": "..."}],
+        "stems": ["word", ...]}
 `refs` follows sacrebleu: a list of reference streams, each with one reference per
-hypothesis. Output: sacrebleu's corpus BLEU (defaults) and scikit-learn's accuracy,
-macro/micro F1, per-class precision/recall/F1 (zero_division=0) and confusion matrix.
+hypothesis. Output: sacrebleu's corpus BLEU (defaults), scikit-learn's accuracy,
+macro/micro F1, per-class precision/recall/F1 (zero_division=0) and confusion matrix,
+rouge-score's ROUGE-1/2/L/Lsum (use_stemmer=True, score_multi) and NLTK's Porter
+stems.
 """
 
 import json
 import sys
 
 import sacrebleu
+from nltk.stem import porter
+from rouge_score import rouge_scorer
 from sklearn import metrics
 
 
@@ -36,6 +42,13 @@ def main():
             "support": [int(x) for x in sup],
             "confusion": metrics.confusion_matrix(t, p, labels=labels).tolist(),
         })
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL", "rougeLsum"], use_stemmer=True)
+    out["rouge"] = []
+    for c in cases.get("rouge", []):
+        r = scorer.score_multi(c["targets"], c["prediction"])
+        out["rouge"].append({k: [v.precision, v.recall, v.fmeasure] for k, v in r.items()})
+    stemmer = porter.PorterStemmer()
+    out["stems"] = [stemmer.stem(w) for w in cases.get("stems", [])]
     json.dump(out, sys.stdout)
 
 

@@ -6,7 +6,11 @@
 //! * [`qa`] — exact match and token F1 with SQuAD v1.1 answer normalisation.
 //! * [`bleu`] — corpus BLEU with sacrebleu's defaults (13a tokenisation, exponential
 //!   smoothing, closest reference length).
+//! * [`rouge`] — ROUGE-1/2/L/Lsum as `rouge-score` with `use_stemmer=True`, with
+//!   NLTK's Porter stemmer ported in [`stem`].
 
 pub mod bleu;
 pub mod classification;
 pub mod qa;
+pub mod rouge;
+pub mod stem;

@@ -1,7 +1,7 @@
 //! Bantam's metrics against the reference implementations, computed by them in this
 //! test (sacrebleu for BLEU, scikit-learn for classification): equal to ±1e-6.
 
-use bantam_eval::{bleu, classification};
+use bantam_eval::{bleu, classification, rouge, stem};
 use serde_json::{json, Value};
 
 fn s(v: &[&str]) -> Vec<String> {
@@ -80,6 +80,125 @@ fn class_cases() -> Vec<(Vec<String>, Vec<String>)> {
     ]
 }
 
+fn rouge_cases() -> Vec<(Vec<String>, String)> {
+    vec![
+        (
+            s(&["The quarterly review found that ticket volume rose 18% after the March release.\nEngineering traced the login failures to an expired certificate."]),
+            "Ticket volumes rose by 18 percent following the March releases.\nLogin failures were traced to expired certificates by engineering.\nStaffing stays flat.".into(),
+        ),
+        (
+            s(&[
+                "The customers were complaining about delayed deliveries and damaged packaging.",
+                "Customers complained: deliveries delayed, packages damaged!",
+            ]),
+            "Customer complaints concern delayed delivery and damaged packages.".into(),
+        ),
+        (s(&["Running runners ran quickly; generalizations are happily relational."]), "The runner is running generally and happily, relationally.".into()),
+        (s(&["nothing"]), "".into()),
+    ]
+}
+
+/// Every distinct word of the project's documentation: a few thousand real words.
+fn words() -> Vec<String> {
+    let mut text = String::new();
+    for f in ["README.md", "ARCHITECTURE.md", "BENCHMARKS.md"] {
+        text.push_str(
+            &std::fs::read_to_string(format!("{}/../../{f}", env!("CARGO_MANIFEST_DIR"))).unwrap(),
+        );
+    }
+    let mut w: Vec<String> = text
+        .to_lowercase()
+        .split(|c: char| !c.is_ascii_lowercase())
+        .filter(|t| t.len() > 2)
+        .map(str::to_string)
+        .collect();
+    w.extend(s(&[
+        "skies",
+        "dying",
+        "news",
+        "innings",
+        "proceed",
+        "succeeded",
+        "agreed",
+        "feed",
+        "bled",
+        "sized",
+        "hopping",
+        "falling",
+        "fizzed",
+        "failing",
+        "filing",
+        "happy",
+        "sky",
+        "ties",
+        "cries",
+        "dies",
+        "conditional",
+        "rational",
+        "valenci",
+        "hesitanci",
+        "digitizer",
+        "conformabli",
+        "radicalli",
+        "differentli",
+        "vileli",
+        "analogousli",
+        "vietnamization",
+        "predication",
+        "operator",
+        "feudalism",
+        "decisiveness",
+        "hopefulness",
+        "callousness",
+        "formaliti",
+        "sensitiviti",
+        "sensibiliti",
+        "triplicate",
+        "formative",
+        "formalize",
+        "electriciti",
+        "electrical",
+        "hopeful",
+        "goodness",
+        "revival",
+        "allowance",
+        "inference",
+        "airliner",
+        "gyroscopic",
+        "adjustable",
+        "defensible",
+        "irritant",
+        "replacement",
+        "adjustment",
+        "dependent",
+        "adoption",
+        "homologou",
+        "communism",
+        "activate",
+        "angulariti",
+        "homologous",
+        "effective",
+        "bowdlerize",
+        "probate",
+        "rate",
+        "cease",
+        "controll",
+        "roll",
+        "generously",
+        "fully",
+        "logically",
+        "archaeology",
+        "yyyy",
+        "sayying",
+        "toy",
+        "boy",
+        "eye",
+    ]));
+    w.sort();
+    w.dedup();
+    w
+}
+
 fn reference(cases: &Value) -> Value {
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -119,9 +238,13 @@ fn close(a: f64, b: &Value, what: &str) {
 fn metrics_equal_reference_implementations() {
     let bcs = bleu_cases();
     let ccs = class_cases();
+    let rcs = rouge_cases();
+    let ws = words();
     let cases = json!({
         "bleu": bcs.iter().map(|c| json!({"hyps": c.hyps, "refs": c.streams})).collect::<Vec<_>>(),
         "classification": ccs.iter().map(|(t, p)| json!({"truth": t, "pred": p})).collect::<Vec<_>>(),
+        "rouge": rcs.iter().map(|(t, p)| json!({"targets": t, "prediction": p})).collect::<Vec<_>>(),
+        "stems": ws,
     });
     let r = reference(&cases);
     for (i, c) in bcs.iter().enumerate() {
@@ -161,5 +284,33 @@ fn metrics_equal_reference_implementations() {
             assert_eq!(cl.support as u64, rc["support"][k].as_u64().unwrap());
         }
         assert_eq!(json!(m.confusion), rc["confusion"]);
+    }
+    let ref_stems = r["stems"].as_array().unwrap();
+    let wrong: Vec<String> = ws
+        .iter()
+        .zip(ref_stems)
+        .filter(|(w, rs)| stem::stem(w) != rs.as_str().unwrap())
+        .map(|(w, rs)| format!("{w}: bantam {} vs nltk {rs}", stem::stem(w)))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "{} of {} stems differ: {wrong:?}",
+        wrong.len(),
+        ws.len()
+    );
+    assert!(ws.len() > 1000, "{}", ws.len());
+    for (i, (t, p)) in rcs.iter().enumerate() {
+        let got = rouge::score_multi(t, p);
+        let rr = &r["rouge"][i];
+        for (name, sc) in [
+            ("rouge1", got.rouge1),
+            ("rouge2", got.rouge2),
+            ("rougeL", got.rouge_l),
+            ("rougeLsum", got.rouge_lsum),
+        ] {
+            close(sc.precision, &rr[name][0], &format!("rouge[{i}].{name}.p"));
+            close(sc.recall, &rr[name][1], &format!("rouge[{i}].{name}.r"));
+            close(sc.fmeasure, &rr[name][2], &format!("rouge[{i}].{name}.f"));
+        }
     }
 }
