@@ -48,6 +48,8 @@ enum Command {
     Extract(cmd::generate_tasks::ExtractArgs),
     /// Summarize texts (hierarchically when longer than the context).
     Summarize(cmd::generate_tasks::SummarizeArgs),
+    /// Evaluate models side by side on your own test set (JSONL or CSV).
+    Eval(cmd::eval::EvalArgs),
     /// Serve the OpenAI-compatible HTTP API.
     Serve(cmd::serve::ServeArgs),
     /// Measure a model on this machine (prefill and decode tok/s) and choose its flash-attention setting.
@@ -90,6 +92,7 @@ fn main() -> std::process::ExitCode {
         Command::Classify(a) => cmd::classify::classify(&home, a),
         Command::Extract(a) => cmd::generate_tasks::extract(&home, a),
         Command::Summarize(a) => cmd::generate_tasks::summarize(&home, a),
+        Command::Eval(a) => cmd::eval::eval(&home, a),
         Command::Serve(a) => cmd::serve::serve(&home, a),
         Command::Bench(a) => cmd::bench::bench(&home, a),
         Command::Info => cmd::info(&home),

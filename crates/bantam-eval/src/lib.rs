@@ -1,4 +1,5 @@
-//! Evaluation metrics for `bantam eval`, each written to agree with the reference
+//! `bantam eval`: [`dataset`] loading, [`run`]ning a task over it per target with
+//! per-item results, and metrics, each written to agree with the reference
 //! implementation users compare against (checked in `tests/reference.rs`):
 //!
 //! * [`classification`] — accuracy, per-class precision/recall/F1, macro and micro F1,
@@ -11,6 +12,8 @@
 
 pub mod bleu;
 pub mod classification;
+pub mod dataset;
 pub mod qa;
 pub mod rouge;
+pub mod run;
 pub mod stem;

@@ -11,7 +11,7 @@
 
 pub mod classify;
 pub mod extract;
-mod generate;
+pub mod generate;
 pub mod summarize;
 
 pub use classify::classify;

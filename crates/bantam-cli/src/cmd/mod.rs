@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod classify;
+pub mod eval;
 pub mod generate_tasks;
 pub mod run;
 pub mod serve;
