@@ -5,9 +5,7 @@ use std::time::Instant;
 use bantam_engine::template::TemplateMessage;
 use bantam_engine::Engine;
 use bantam_tasks::generate::complete;
-use bantam_types::tasks::{
-    ClassifyRequest, ExtractRequest, LabelSpec, SummarizeRequest, TextInput,
-};
+use bantam_types::tasks::{ClassifyRequest, ExtractRequest, SummarizeRequest};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
@@ -152,17 +150,7 @@ pub async fn run(
     match task {
         Task::Classify { labels } => {
             for batch in items.chunks(16) {
-                let req = ClassifyRequest {
-                    model: target.to_string(),
-                    input: TextInput::Many(Vec::new()),
-                    labels: labels.iter().cloned().map(LabelSpec::Name).collect(),
-                    instructions: None,
-                    examples: Vec::new(),
-                    multi_label: false,
-                    threshold: None,
-                    min_confidence: None,
-                    scoring: None,
-                };
+                let req = ClassifyRequest::new(target, labels.clone());
                 let texts: Vec<String> = batch.iter().map(|i| i.input.clone()).collect();
                 let t = Instant::now();
                 let out = bantam_tasks::classify(engine, &req, &texts).await;

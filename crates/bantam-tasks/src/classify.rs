@@ -201,23 +201,10 @@ fn softmax(xs: &[f32]) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bantam_types::tasks::{LabelSpec, TextInput};
+    use bantam_types::tasks::LabelSpec;
 
     fn req(labels: &[&str]) -> ClassifyRequest {
-        ClassifyRequest {
-            model: "m".into(),
-            input: TextInput::One("x".into()),
-            labels: labels
-                .iter()
-                .map(|l| LabelSpec::Name(l.to_string()))
-                .collect(),
-            instructions: None,
-            examples: Vec::new(),
-            multi_label: false,
-            threshold: None,
-            min_confidence: None,
-            scoring: None,
-        }
+        ClassifyRequest::new("m", labels.iter().map(|l| l.to_string()).collect())
     }
 
     #[test]

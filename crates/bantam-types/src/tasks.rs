@@ -100,6 +100,23 @@ pub struct ClassifyRequest {
     pub scoring: Option<String>,
 }
 
+impl ClassifyRequest {
+    /// A request with these labels and every option at its default.
+    pub fn new(model: &str, labels: Vec<String>) -> Self {
+        Self {
+            model: model.to_string(),
+            input: TextInput::Many(Vec::new()),
+            labels: labels.into_iter().map(LabelSpec::Name).collect(),
+            instructions: None,
+            examples: Vec::new(),
+            multi_label: false,
+            threshold: None,
+            min_confidence: None,
+            scoring: None,
+        }
+    }
+}
+
 /// The result for one input.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct Classification {
