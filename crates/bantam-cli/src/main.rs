@@ -52,6 +52,8 @@ enum Command {
     Eval(cmd::eval::EvalArgs),
     /// Serve the OpenAI-compatible HTTP API.
     Serve(cmd::serve::ServeArgs),
+    /// Report requests, tokens, cost and savings from the server's ledger.
+    Usage(cmd::usage::UsageArgs),
     /// Measure a model on this machine (prefill and decode tok/s) and choose its flash-attention setting.
     Bench(cmd::bench::BenchArgs),
     /// Show what this machine offers: CPU kernels chosen, threads, store location.
@@ -94,6 +96,7 @@ fn main() -> std::process::ExitCode {
         Command::Summarize(a) => cmd::generate_tasks::summarize(&home, a),
         Command::Eval(a) => cmd::eval::eval(&home, a),
         Command::Serve(a) => cmd::serve::serve(&home, a),
+        Command::Usage(a) => cmd::usage::usage(&home, a),
         Command::Bench(a) => cmd::bench::bench(&home, a),
         Command::Info => cmd::info(&home),
     };

@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bantam_engine::EngineError;
+use bantam_router::{BackendError, RouterError};
 use bantam_store::StoreError;
 use bantam_structured::StructuredError;
 use bantam_types::openai::{ErrorBody, ErrorResponse};
@@ -51,6 +52,16 @@ impl ApiError {
                 code: code.map(str::to_string),
             },
         }
+    }
+
+    /// This error as a local backend's failure (the router decides whether another
+    /// backend should try).
+    pub fn for_backend(&self, backend: &str) -> BackendError {
+        BackendError::status(
+            backend,
+            self.status.as_u16(),
+            serde_json::to_value(self.to_body()).unwrap_or_default(),
+        )
     }
 
     /// The JSON body.
@@ -184,6 +195,83 @@ impl From<StoreError> for ApiError {
                 None,
                 None,
                 e.to_string(),
+            ),
+        }
+    }
+}
+
+impl From<RouterError> for ApiError {
+    fn from(e: RouterError) -> Self {
+        match e {
+            RouterError::Backend { error, tried } => {
+                let after = if tried.len() > 1 {
+                    format!(" (tried: {})", tried.join("; "))
+                } else {
+                    String::new()
+                };
+                match error {
+                    BackendError::Status {
+                        status,
+                        body,
+                        message,
+                        ..
+                    } => {
+                        let status =
+                            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+                        match serde_json::from_value::<ErrorResponse>(body) {
+                            Ok(mut b) => {
+                                b.error.message.push_str(&after);
+                                if b.error.kind.is_empty() {
+                                    b.error.kind = "upstream_error".into();
+                                }
+                                Self {
+                                    status,
+                                    body: b.error,
+                                }
+                            }
+                            Err(_) => Self::new(
+                                status,
+                                "upstream_error",
+                                None,
+                                Some("upstream_error"),
+                                format!("{message}{after}"),
+                            ),
+                        }
+                    }
+                    BackendError::Unreachable {
+                        timeout,
+                        reason,
+                        backend,
+                    } => Self::new(
+                        if timeout {
+                            StatusCode::GATEWAY_TIMEOUT
+                        } else {
+                            StatusCode::BAD_GATEWAY
+                        },
+                        "upstream_error",
+                        None,
+                        Some(if timeout {
+                            "upstream_timeout"
+                        } else {
+                            "upstream_unavailable"
+                        }),
+                        format!("backend {backend} did not answer: {reason}{after}"),
+                    ),
+                    BackendError::Broken { backend, reason } => Self::new(
+                        StatusCode::BAD_GATEWAY,
+                        "upstream_error",
+                        None,
+                        Some("upstream_stream_broken"),
+                        format!("backend {backend}: {reason}{after}"),
+                    ),
+                }
+            }
+            RouterError::NoBackend { .. } => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                Some("model"),
+                Some("no_backend_available"),
+                format!("{e}; the circuits close again after their cool-down"),
             ),
         }
     }

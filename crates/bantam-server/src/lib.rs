@@ -21,14 +21,15 @@ use axum::routing::{get, post};
 use axum::Router;
 
 pub use error::ApiError;
-pub use state::{AppState, ServerConfig, StoreResolver};
+pub use state::{ledger_path, AppState, ServerConfig, StoreResolver};
 
 /// The router with every route.
 pub fn app(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
     Router::new()
-        .route("/v1/chat/completions", post(routes::chat::chat_completions))
-        .route("/v1/completions", post(routes::completions::completions))
+        .route("/v1/chat/completions", post(routes::routed::chat_completions))
+        .route("/v1/completions", post(routes::routed::completions))
+        .route("/v1/usage", get(routes::usage::usage))
         .route("/v1/classify", post(routes::tasks::classify))
         .route("/v1/extract", post(routes::tasks::extract))
         .route("/v1/summarize", post(routes::tasks::summarize))
@@ -41,7 +42,7 @@ pub fn app(state: AppState) -> Router {
                 "invalid_request_error",
                 None,
                 Some("unknown_url"),
-                "unknown endpoint; Bantam serves /v1/chat/completions, /v1/completions, /v1/models and /health",
+                "unknown endpoint; Bantam serves /v1/chat/completions, /v1/completions, /v1/classify, /v1/extract, /v1/summarize, /v1/models, /v1/usage and /health",
             )
         })
         .layer(DefaultBodyLimit::max(limit))

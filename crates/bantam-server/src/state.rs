@@ -7,6 +7,7 @@ use std::time::SystemTime;
 use bantam_engine::{
     EngineConfig, EngineError, ModelPool, ModelResolver, PoolConfig, ResolvedModel,
 };
+use bantam_router::{ConfigError, Ledger, Router, RoutingConfig};
 use bantam_store::{Manifest, Store};
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +33,12 @@ pub struct ServerConfig {
     pub engine: EngineConfig,
     /// How many models stay loaded.
     pub pool: PoolConfig,
+    /// Declared backends: local models and OpenAI-compatible upstreams.
+    pub backends: Vec<bantam_router::BackendConfig>,
+    /// Routes: virtual model names whose policy picks a backend per request.
+    pub routes: Vec<bantam_router::RouteConfig>,
+    /// The cost ledger.
+    pub usage: bantam_router::UsageConfig,
 }
 
 impl Default for ServerConfig {
@@ -45,6 +52,9 @@ impl Default for ServerConfig {
             structured_retries: 2,
             engine: EngineConfig::default(),
             pool: PoolConfig::default(),
+            backends: Vec::new(),
+            routes: Vec::new(),
+            usage: bantam_router::UsageConfig::default(),
         }
     }
 }
@@ -125,6 +135,9 @@ pub struct AppState {
     pub started: SystemTime,
     /// In-flight requests, for a shutdown that lets them finish.
     pub drain: Arc<crate::drain::Drain>,
+    /// Routes, backends and the cost ledger; every chat and completions request
+    /// goes through it.
+    pub router: Arc<Router>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -136,17 +149,54 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
-    /// State over a store with the given settings.
-    pub fn new(store: Store, config: ServerConfig) -> Self {
+    /// State over a store with the given settings; upstream URLs and keys come from
+    /// the process environment.
+    pub fn new(store: Store, config: ServerConfig) -> Result<Self, ConfigError> {
+        Self::with_env(store, config, &|k| std::env::var(k).ok())
+    }
+
+    /// As [`AppState::new`], reading environment variables through `env`.
+    pub fn with_env(
+        store: Store,
+        config: ServerConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let resolver = Arc::new(StoreResolver::new(store.clone(), config.engine.clone()));
-        Self {
-            pool: Arc::new(ModelPool::new(resolver, config.pool.clone())),
+        let pool = Arc::new(ModelPool::new(resolver, config.pool.clone()));
+        let routing = RoutingConfig {
+            backends: config.backends.clone(),
+            routes: config.routes.clone(),
+            usage: config.usage.clone(),
+        };
+        let ledger = if config.usage.enabled {
+            let path = ledger_path(&store, &config);
+            Some(Ledger::open(&path).map_err(|e| ConfigError(e.to_string()))?)
+        } else {
+            None
+        };
+        let local = crate::routes::routed::Local {
+            pool: pool.clone(),
+            structured_retries: config.structured_retries,
+        };
+        let router = Router::new(&routing, Arc::new(local), ledger, env)?;
+        Ok(Self {
+            pool,
             store,
             config: Arc::new(config),
             started: SystemTime::now(),
             drain: Arc::default(),
-        }
+            router: Arc::new(router),
+        })
     }
+}
+
+/// Where the cost ledger lives: `[usage] path`, else `$BANTAM_HOME/usage.db`.
+pub fn ledger_path(store: &Store, config: &ServerConfig) -> std::path::PathBuf {
+    config
+        .usage
+        .path
+        .clone()
+        .unwrap_or_else(|| store.home().join("usage.db"))
 }
 
 /// Unix seconds now.

@@ -479,11 +479,13 @@ pub struct ErrorBody {
     /// What went wrong and what to do.
     pub message: String,
     /// `invalid_request_error`, `not_found_error`, `server_error`, …
-    #[serde(rename = "type")]
+    #[serde(rename = "type", default)]
     pub kind: String,
     /// The offending parameter, when there is one.
+    #[serde(default)]
     pub param: Option<String>,
     /// A stable machine-readable code.
+    #[serde(default)]
     pub code: Option<String>,
 }
 

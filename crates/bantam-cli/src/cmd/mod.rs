@@ -7,6 +7,7 @@ pub mod generate_tasks;
 pub mod run;
 pub mod serve;
 pub mod store;
+pub mod usage;
 
 use std::path::Path;
 

@@ -121,8 +121,13 @@ pub fn serve(home: &Path, a: ServeArgs) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    // Upstream clients need the runtime; configuration errors stop here, before
+    // the port opens.
+    let state = {
+        let _guard = rt.enter();
+        AppState::new(store, cfg)?
+    };
     rt.block_on(async move {
-        let state = AppState::new(store, cfg);
         // Register the handlers before the port opens: a signal that arrives before
         // registration would kill the process without a graceful shutdown.
         use tokio::signal::unix::{signal, SignalKind};

@@ -1,10 +1,7 @@
 //! `POST /v1/chat/completions`.
 
-use axum::extract::State;
-use axum::response::sse::{Event, Sse};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
-use bantam_engine::{EngineError, EventStream};
+use bantam_engine::{EngineError, EventStream, ModelPool};
+use bantam_router::{BackendError, Reply};
 use bantam_structured::tools::{self, StreamEvent, ToolStream};
 use bantam_structured::StructuredError;
 use bantam_types::generate::{
@@ -17,9 +14,9 @@ use bantam_types::openai::{
 };
 use futures::Stream;
 
-use super::{usage_body, ApiJson};
+use super::usage_body;
 use crate::error::ApiError;
-use crate::state::{fingerprint, unix_now, AppState};
+use crate::state::{fingerprint, unix_now};
 use crate::validate;
 
 pub(crate) fn chat_logprobs(entries: &[LogprobEntry]) -> ChatLogprobs {
@@ -44,14 +41,15 @@ pub(crate) fn chat_logprobs(entries: &[LogprobEntry]) -> ChatLogprobs {
     }
 }
 
-pub(crate) async fn chat_completions(
-    State(st): State<AppState>,
-    ApiJson(req): ApiJson<ChatCompletionRequest>,
-) -> Result<Response, ApiError> {
-    if req.model.is_empty() {
-        return Err(ApiError::invalid(Some("model"), "model is required"));
-    }
-    let engine = st.pool.get(&req.model).await?;
+/// Answer a chat request with a local model (the local backend's chat call).
+/// `backend` names the backend in stream errors.
+pub(crate) async fn local_chat(
+    pool: &ModelPool,
+    retries: u32,
+    backend: &str,
+    req: ChatCompletionRequest,
+) -> Result<Reply, ApiError> {
+    let engine = pool.get(&req.model).await?;
     let v = validate::chat(&req, engine.info().n_vocab)?;
     let prompt = engine.render_chat(&v.messages, &v.tools)?;
     let mut gen = v.gen;
@@ -65,14 +63,14 @@ pub(crate) async fn chat_completions(
             events,
             id,
             req.model.clone(),
+            backend.to_string(),
             v.include_usage,
             want_logprobs,
             tool_mode,
         );
-        return Ok(Sse::new(s).into_response());
+        return Ok(Reply::Stream(Box::pin(s)));
     }
-    let (text, lps, finish_reason, usage) =
-        collect_with_retries(&engine, gen, st.config.structured_retries).await?;
+    let (text, lps, finish_reason, usage) = collect_with_retries(&engine, gen, retries).await?;
     let mut message = ResponseMessage {
         role: "assistant".into(),
         content: Some(text),
@@ -115,7 +113,11 @@ pub(crate) async fn chat_completions(
         }],
         usage: usage_body(&usage),
     };
-    Ok(Json(body).into_response())
+    Ok(Reply::Full(to_value(&body)))
+}
+
+pub(crate) fn to_value<T: serde::Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
 }
 
 /// Run a request to the end. A structured output cut short by `max_tokens` (small
@@ -224,10 +226,11 @@ fn chat_stream(
     mut events: EventStream,
     id: String,
     model: String,
+    backend: String,
     include_usage: bool,
     want_logprobs: bool,
     tool_mode: bool,
-) -> impl Stream<Item = Result<Event, std::convert::Infallible>> {
+) -> impl Stream<Item = Result<serde_json::Value, BackendError>> {
     async_stream(move |tx| async move {
         let created = unix_now();
         let chunk = |choices: Vec<ChatChunkChoice>, usage| ChatCompletionChunk {
@@ -334,36 +337,34 @@ fn chat_stream(
                     break;
                 }
                 Err(e) => {
-                    let err: ApiError = e.into();
-                    let _ = send_json(&tx, &err.to_body()).await;
+                    let _ = tx.send(Err(ApiError::from(e).for_backend(&backend))).await;
                     break;
                 }
             }
         }
-        let _ = tx.send(Event::default().data("[DONE]")).await;
     })
 }
 
-/// Serialize and send one SSE event; false when the client is gone.
+/// Items of a local stream: chunks, or the error that ended it.
+pub(crate) type Item = Result<serde_json::Value, BackendError>;
+
+/// Serialize and send one chunk; false when the client is gone.
 pub(crate) async fn send_json<T: serde::Serialize>(
-    tx: &tokio::sync::mpsc::Sender<Event>,
+    tx: &tokio::sync::mpsc::Sender<Item>,
     v: &T,
 ) -> bool {
-    let data = serde_json::to_string(v).unwrap_or_else(|_| "{}".into());
-    tx.send(Event::default().data(data)).await.is_ok()
+    tx.send(Ok(to_value(v))).await.is_ok()
 }
 
 /// A stream fed by a producer task. When the client disconnects, the receiver is
 /// dropped, the producer's next send fails, and the producer returns — dropping the
 /// engine's event stream, which frees the request's slot.
-pub(crate) fn async_stream<F, Fut>(
-    producer: F,
-) -> impl Stream<Item = Result<Event, std::convert::Infallible>>
+pub(crate) fn async_stream<F, Fut>(producer: F) -> impl Stream<Item = Item> + Send
 where
-    F: FnOnce(tokio::sync::mpsc::Sender<Event>) -> Fut,
+    F: FnOnce(tokio::sync::mpsc::Sender<Item>) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Event>(64);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Item>(64);
     let task = tokio::spawn(producer(tx));
     let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
     AbortOnDrop {
@@ -385,14 +386,12 @@ impl<S> Drop for AbortOnDrop<S> {
     }
 }
 
-impl<S: Stream<Item = Event> + Unpin> Stream for AbortOnDrop<S> {
-    type Item = Result<Event, std::convert::Infallible>;
+impl<S: Stream<Item = Item> + Unpin> Stream for AbortOnDrop<S> {
+    type Item = Item;
     fn poll_next(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Self::Item>> {
-        std::pin::Pin::new(&mut self.inner)
-            .poll_next(cx)
-            .map(|o| o.map(Ok))
+        std::pin::Pin::new(&mut self.inner).poll_next(cx)
     }
 }

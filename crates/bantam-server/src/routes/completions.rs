@@ -1,19 +1,17 @@
 //! `POST /v1/completions` (legacy text completions).
 
-use axum::extract::State;
-use axum::response::sse::Sse;
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use bantam_engine::ModelPool;
+use bantam_router::Reply;
 use bantam_types::generate::{FinishReason, GenerateEvent, LogprobEntry, Prompt, Usage};
 use bantam_types::openai::{
     Completion, CompletionChoice, CompletionLogprobs, CompletionRequest, UsageBody,
 };
 use futures::StreamExt;
 
-use super::chat::{async_stream, send_json};
-use super::{usage_body, ApiJson};
+use super::chat::{async_stream, send_json, to_value};
+use super::usage_body;
 use crate::error::ApiError;
-use crate::state::{fingerprint, unix_now, AppState};
+use crate::state::{fingerprint, unix_now};
 use crate::validate;
 
 /// Append logprob entries to the legacy format, tracking character offsets.
@@ -31,14 +29,14 @@ fn push_logprobs(lp: &mut CompletionLogprobs, entries: &[LogprobEntry], offset: 
     }
 }
 
-pub(crate) async fn completions(
-    State(st): State<AppState>,
-    ApiJson(req): ApiJson<CompletionRequest>,
-) -> Result<Response, ApiError> {
-    if req.model.is_empty() {
-        return Err(ApiError::invalid(Some("model"), "model is required"));
-    }
-    let engine = st.pool.get(&req.model).await?;
+/// Answer a text-completion request with a local model (the local backend's
+/// completions call). `backend` names the backend in stream errors.
+pub(crate) async fn local_completions(
+    pool: &ModelPool,
+    backend: &str,
+    req: CompletionRequest,
+) -> Result<Reply, ApiError> {
+    let engine = pool.get(&req.model).await?;
     let v = validate::completion(&req, engine.info().n_vocab)?;
     // Submit every prompt before waiting: they decode together.
     let mut streams = Vec::with_capacity(v.prompts.len());
@@ -68,6 +66,7 @@ pub(crate) async fn completions(
 
     if v.stream {
         let include_usage = v.include_usage;
+        let backend = backend.to_string();
         let n = streams.len();
         let s = async_stream(move |tx| async move {
             let mut merged =
@@ -125,8 +124,7 @@ pub(crate) async fn completions(
                         }
                     }
                     Err(e) => {
-                        let err: ApiError = e.into();
-                        let _ = send_json(&tx, &err.to_body()).await;
+                        let _ = tx.send(Err(ApiError::from(e).for_backend(&backend))).await;
                         break;
                     }
                 }
@@ -134,11 +132,8 @@ pub(crate) async fn completions(
             if include_usage && done == n {
                 let _ = send_json(&tx, &make(Vec::new(), Some(usage_body(&total)))).await;
             }
-            let _ = tx
-                .send(axum::response::sse::Event::default().data("[DONE]"))
-                .await;
         });
-        return Ok(Sse::new(s).into_response());
+        return Ok(Reply::Stream(Box::pin(s)));
     }
 
     let mut choices = Vec::with_capacity(streams.len());
@@ -167,7 +162,10 @@ pub(crate) async fn completions(
         let finish = finish.ok_or_else(|| ApiError::from(bantam_engine::EngineError::Stopped))?;
         choices.push(choice(i, text, want_lp.then_some(lp), Some(finish)));
     }
-    Ok(Json(make(choices, Some(usage_body(&total)))).into_response())
+    Ok(Reply::Full(to_value(&make(
+        choices,
+        Some(usage_body(&total)),
+    ))))
 }
 
 fn choice(

@@ -4,7 +4,9 @@
 pub(crate) mod chat;
 pub(crate) mod completions;
 pub(crate) mod models;
+pub(crate) mod routed;
 pub(crate) mod tasks;
+pub(crate) mod usage;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
@@ -22,24 +24,44 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            ApiError::new(
-                e.status(),
-                "invalid_request_error",
-                None,
-                None,
-                format!("could not read the request body: {}", e.body_text()),
-            )
-        })?;
-        if bytes.is_empty() {
-            return Err(ApiError::invalid(
-                None,
-                "the request body is empty; send a JSON object",
-            ));
-        }
-        let de = &mut serde_json::Deserializer::from_slice(&bytes);
-        serde_path_to_error(de).map(ApiJson)
+        let RawBody(bytes) = RawBody::from_request(req, state).await?;
+        parse_json(&bytes).map(ApiJson)
     }
+}
+
+/// The body's bytes; a body that cannot be read (too large, broken connection) is
+/// an OpenAI-shaped error.
+pub(crate) struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(req, state)
+            .await
+            .map(RawBody)
+            .map_err(|e| {
+                ApiError::new(
+                    e.status(),
+                    "invalid_request_error",
+                    None,
+                    None,
+                    format!("could not read the request body: {}", e.body_text()),
+                )
+            })
+    }
+}
+
+/// Parse a request body; errors are 400s that point at the problem.
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.is_empty() {
+        return Err(ApiError::invalid(
+            None,
+            "the request body is empty; send a JSON object",
+        ));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error(de)
 }
 
 fn serde_path_to_error<'de, T: DeserializeOwned>(

@@ -32,6 +32,16 @@ fn card(m: &Manifest, loaded: &[String]) -> ModelCard {
     }
 }
 
+fn route_card(e: bantam_router::CatalogEntry) -> ModelCard {
+    ModelCard {
+        id: e.id,
+        object: "model".into(),
+        created: 0,
+        owned_by: e.owned_by.into(),
+        meta: Some(e.meta),
+    }
+}
+
 fn loaded_names(st: &AppState) -> Vec<String> {
     st.pool.loaded().into_iter().map(|i| i.name).collect()
 }
@@ -39,9 +49,16 @@ fn loaded_names(st: &AppState) -> Vec<String> {
 pub(crate) async fn list(State(st): State<AppState>) -> Result<Json<ModelList>, ApiError> {
     let models = st.store.list()?;
     let loaded = loaded_names(&st);
+    let mut data: Vec<ModelCard> = st.router.catalog().into_iter().map(route_card).collect();
+    data.extend(
+        models
+            .iter()
+            .filter(|m| !st.router.is_declared(&m.name))
+            .map(|m| card(m, &loaded)),
+    );
     Ok(Json(ModelList {
         object: "list".into(),
-        data: models.iter().map(|m| card(m, &loaded)).collect(),
+        data,
     }))
 }
 
@@ -49,6 +66,9 @@ pub(crate) async fn get(
     State(st): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<ModelCard>, ApiError> {
+    if let Some(e) = st.router.catalog().into_iter().find(|e| e.id == id) {
+        return Ok(Json(route_card(e)));
+    }
     let m = st.store.get(&id)?;
     Ok(Json(card(&m, &loaded_names(&st))))
 }

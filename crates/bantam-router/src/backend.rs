@@ -1,0 +1,137 @@
+//! The one interface every backend implements: an OpenAI-shaped call in, an
+//! OpenAI-shaped answer (a JSON body or a stream of chunks) out.
+//!
+//! Local models implement it in `bantam-server` (they need the engine pool and the
+//! request validation); OpenAI-compatible upstreams in [`crate::upstream`].
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use futures::Stream;
+use serde_json::Value;
+
+use crate::config::BackendConfig;
+use crate::error::BackendError;
+
+/// Which OpenAI endpoint a call is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `/v1/chat/completions`.
+    Chat,
+    /// `/v1/completions`.
+    Completions,
+}
+
+impl Endpoint {
+    /// `chat` or `completions` (as in rules and the ledger).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::Chat => "chat",
+            Endpoint::Completions => "completions",
+        }
+    }
+
+    /// The path below the base URL.
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::Chat => "/chat/completions",
+            Endpoint::Completions => "/completions",
+        }
+    }
+}
+
+/// One call to one backend.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// Endpoint.
+    pub endpoint: Endpoint,
+    /// The client's JSON body, `model` replaced by the backend's model; a streaming
+    /// call always asks for the usage chunk (the router removes it again when the
+    /// client did not ask for it).
+    pub body: Value,
+    /// `"stream": true`.
+    pub stream: bool,
+}
+
+/// Chunks of a streamed answer (`chat.completion.chunk` or `text_completion` objects).
+pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<Value, BackendError>> + Send>>;
+
+/// A backend's answer.
+pub enum Reply {
+    /// A complete JSON body.
+    Full(Value),
+    /// A stream of chunks.
+    Stream(ChunkStream),
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reply::Full(v) => f.debug_tuple("Full").field(v).finish(),
+            Reply::Stream(_) => f.write_str("Stream(..)"),
+        }
+    }
+}
+
+/// A model that answers OpenAI calls.
+pub trait Backend: Send + Sync {
+    /// Its configuration (name, kind, price, retries, breaker).
+    fn config(&self) -> &BackendConfig;
+
+    /// Answer one call. Errors before the first chunk are returned here; a stream may
+    /// still end with an error item.
+    fn call(&self, call: Call) -> BoxFuture<'_, Result<Reply, BackendError>>;
+}
+
+/// Makes local backends (implemented above this crate, where the engine pool is).
+pub trait LocalFactory: Send + Sync {
+    /// A backend running `cfg.model` from the local store.
+    fn local(&self, cfg: BackendConfig) -> Arc<dyn Backend>;
+}
+
+/// Token counts of an answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tokens {
+    /// Prompt tokens.
+    pub prompt: u64,
+    /// Completion tokens.
+    pub completion: u64,
+    /// The backend reported no usage; the counts are estimates (characters / 4).
+    pub estimated: bool,
+}
+
+impl Tokens {
+    /// From an OpenAI `usage` object.
+    pub fn from_usage(u: &Value) -> Option<Self> {
+        let p = u.get("prompt_tokens")?.as_u64()?;
+        let c = u
+            .get("completion_tokens")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        Some(Self {
+            prompt: p,
+            completion: c,
+            estimated: false,
+        })
+    }
+}
+
+/// Text of an answer's choices (for token estimates when a backend reports no usage).
+pub fn answer_chars(body: &Value) -> usize {
+    let Some(choices) = body.get("choices").and_then(Value::as_array) else {
+        return 0;
+    };
+    choices
+        .iter()
+        .map(|c| {
+            let s = |v: Option<&Value>| v.and_then(Value::as_str).map_or(0, |t| t.chars().count());
+            s(c.get("text"))
+                + s(c.pointer("/message/content"))
+                + s(c.pointer("/delta/content"))
+                + c.pointer("/message/tool_calls")
+                    .or_else(|| c.pointer("/delta/tool_calls"))
+                    .map_or(0, |t| t.to_string().len())
+        })
+        .sum()
+}

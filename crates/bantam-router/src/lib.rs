@@ -1,0 +1,25 @@
+//! Hybrid routing for Bantam.
+//!
+//! * [`backend`]: the one interface of local models and OpenAI-compatible
+//!   [`upstream`]s (JSON in, a JSON body or a stream of chunks out);
+//! * [`config`]: `[[backends]]`, `[[routes]]` and `[usage]` of the TOML file;
+//! * [`policy`]: request features and the `rules` policy;
+//! * [`router`]: decision, fallback order, retries with back-off, circuit
+//!   [`breaker`]s, cost per request;
+//! * [`ledger`]: the durable SQLite record of every request and the usage reports.
+
+pub mod backend;
+pub mod breaker;
+pub mod config;
+mod error;
+pub mod ledger;
+pub mod policy;
+pub mod router;
+pub mod sse;
+pub mod upstream;
+
+pub use backend::{Backend, Call, ChunkStream, Endpoint, LocalFactory, Reply, Tokens};
+pub use config::{BackendConfig, BackendKind, Price, RouteConfig, RoutingConfig, UsageConfig};
+pub use error::{BackendError, ConfigError, RouterError};
+pub use ledger::{Dim, Ledger, LedgerError, UsageQuery, UsageReport, UsageRow};
+pub use router::{CatalogEntry, Routed, Router};

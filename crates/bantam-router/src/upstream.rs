@@ -1,0 +1,203 @@
+//! An OpenAI-compatible upstream (another Bantam, vLLM, llama-server, a hosted API).
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::StreamExt;
+use serde_json::Value;
+
+use crate::backend::{Backend, Call, ChunkStream, Reply};
+use crate::config::BackendConfig;
+use crate::error::{truncate, BackendError, ConfigError};
+use crate::sse::SseParser;
+
+/// A remote backend.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    cfg: BackendConfig,
+    base: String,
+    key: Option<String>,
+    client: reqwest::Client,
+}
+
+impl Upstream {
+    /// A backend from its configuration; the base URL and the key are read through
+    /// `env` now (a missing variable is an error that names it).
+    pub fn new(
+        cfg: BackendConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let base = cfg.resolve_base_url(env)?;
+        let key = match &cfg.api_key_env {
+            Some(var) => Some(env(var).filter(|k| !k.is_empty()).ok_or_else(|| {
+                ConfigError(format!(
+                    "backend {:?}: environment variable {var} (its API key) is not set",
+                    cfg.name
+                ))
+            })?),
+            None => None,
+        };
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs_f64(cfg.connect_timeout_secs))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| ConfigError(format!("backend {:?}: HTTP client: {e}", cfg.name)))?;
+        Ok(Self {
+            cfg,
+            base,
+            key,
+            client,
+        })
+    }
+
+    /// The base URL in use.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    fn unreachable(&self, e: &reqwest::Error) -> BackendError {
+        // reqwest's Display hides the cause ("error sending request"); the chain
+        // says "connection refused".
+        let mut reason = e.to_string();
+        let mut src = std::error::Error::source(e);
+        while let Some(s) = src {
+            reason = format!("{reason}: {s}");
+            src = s.source();
+        }
+        BackendError::Unreachable {
+            backend: self.cfg.name.clone(),
+            reason,
+            timeout: e.is_timeout(),
+        }
+    }
+
+    fn timeout(&self, what: &str) -> BackendError {
+        BackendError::Unreachable {
+            backend: self.cfg.name.clone(),
+            reason: format!("no {what} within {} s", self.cfg.timeout_secs),
+            timeout: true,
+        }
+    }
+
+    async fn run(&self, call: Call) -> Result<Reply, BackendError> {
+        let url = format!("{}{}", self.base, call.endpoint.path());
+        let mut req = self.client.post(&url).json(&call.body);
+        if let Some(k) = &self.key {
+            req = req.bearer_auth(k);
+        }
+        let limit = Duration::from_secs_f64(self.cfg.timeout_secs);
+        let resp = match tokio::time::timeout(limit, req.send()).await {
+            Err(_) => return Err(self.timeout("response")),
+            Ok(Err(e)) => return Err(self.unreachable(&e)),
+            Ok(Ok(r)) => r,
+        };
+        let status = resp.status().as_u16();
+        if status >= 400 || !call.stream {
+            let bytes = match tokio::time::timeout(limit, resp.bytes()).await {
+                Err(_) => return Err(self.timeout("response body")),
+                Ok(Err(e)) => return Err(self.unreachable(&e)),
+                Ok(Ok(b)) => b,
+            };
+            let body: Value = serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(truncate(&String::from_utf8_lossy(&bytes), 500)));
+            if status >= 400 {
+                return Err(BackendError::status(&self.cfg.name, status, body));
+            }
+            if !body.is_object() {
+                return Err(BackendError::status(&self.cfg.name, 502, body));
+            }
+            return Ok(Reply::Full(body));
+        }
+        Ok(Reply::Stream(self.chunks(resp, limit)))
+    }
+
+    fn chunks(&self, resp: reqwest::Response, idle: Duration) -> ChunkStream {
+        struct St {
+            bytes: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+            parser: SseParser,
+            pending: std::collections::VecDeque<String>,
+            done: bool,
+            me: Upstream,
+        }
+        let st = St {
+            bytes: resp.bytes_stream().boxed(),
+            parser: SseParser::default(),
+            pending: Default::default(),
+            done: false,
+            me: self.clone(),
+        };
+        let s = futures::stream::unfold(st, move |mut st| async move {
+            loop {
+                if st.done {
+                    return None;
+                }
+                if let Some(data) = st.pending.pop_front() {
+                    if data.trim() == "[DONE]" {
+                        return None;
+                    }
+                    let item = match serde_json::from_str::<Value>(&data) {
+                        Ok(v) if v.get("error").is_some() => {
+                            st.done = true;
+                            Err(BackendError::status(&st.me.cfg.name, 502, v))
+                        }
+                        Ok(v) => Ok(v),
+                        Err(e) => {
+                            st.done = true;
+                            Err(BackendError::Broken {
+                                backend: st.me.cfg.name.clone(),
+                                reason: format!("bad chunk ({e}): {}", truncate(&data, 200)),
+                            })
+                        }
+                    };
+                    return Some((item, st));
+                }
+                match tokio::time::timeout(idle, st.bytes.next()).await {
+                    Err(_) => {
+                        st.done = true;
+                        let e = BackendError::Broken {
+                            backend: st.me.cfg.name.clone(),
+                            reason: format!("no data for {} s", idle.as_secs_f64()),
+                        };
+                        return Some((Err(e), st));
+                    }
+                    Ok(Some(Ok(b))) => {
+                        let evs = st.parser.push(&b);
+                        st.pending.extend(evs);
+                    }
+                    Ok(Some(Err(e))) => {
+                        st.done = true;
+                        let e = BackendError::Broken {
+                            backend: st.me.cfg.name.clone(),
+                            reason: st.me.unreachable(&e).to_string(),
+                        };
+                        return Some((Err(e), st));
+                    }
+                    Ok(None) => {
+                        st.pending.extend(st.parser.finish());
+                        if st.pending.is_empty() {
+                            // Ended without [DONE]: the upstream went away.
+                            st.done = true;
+                            let e = BackendError::Broken {
+                                backend: st.me.cfg.name.clone(),
+                                reason: "the connection closed before [DONE]".into(),
+                            };
+                            return Some((Err(e), st));
+                        }
+                        st.pending.push_back("[DONE]".into());
+                    }
+                }
+            }
+        });
+        Box::pin(s)
+    }
+}
+
+impl Backend for Upstream {
+    fn config(&self) -> &BackendConfig {
+        &self.cfg
+    }
+
+    fn call(&self, call: Call) -> BoxFuture<'_, Result<Reply, BackendError>> {
+        Box::pin(self.run(call))
+    }
+}

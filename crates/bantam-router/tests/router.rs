@@ -1,0 +1,428 @@
+//! The router against scripted local backends and a real HTTP upstream on loopback:
+//! decisions, fallback order, retries, circuit breaker, usage stripping, the ledger.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use bantam_router::{
+    Backend, BackendConfig, BackendError, Call, Endpoint, Ledger, LocalFactory, Reply, Router,
+    RouterError, RoutingConfig, UsageQuery,
+};
+use futures::future::BoxFuture;
+use futures::StreamExt;
+use serde_json::{json, Value};
+
+/// What a scripted backend does on its next call.
+#[derive(Clone)]
+enum Step {
+    Answer,
+    Fail(u16, &'static str),
+    StreamFailFirst,
+}
+
+/// A local backend that follows a script (then answers) and counts its calls.
+struct Scripted {
+    cfg: BackendConfig,
+    script: Mutex<VecDeque<Step>>,
+    calls: Arc<Mutex<Vec<String>>>,
+}
+
+#[allow(clippy::result_large_err)]
+fn answer(model: &str, stream: bool) -> Result<Reply, BackendError> {
+    if stream {
+        let chunks = vec![
+            Ok(json!({"object": "chat.completion.chunk", "model": model,
+                "choices": [{"index": 0, "delta": {"role": "assistant", "content": "hi"}}]})),
+            Ok(json!({"object": "chat.completion.chunk", "model": model,
+                "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})),
+            Ok(
+                json!({"object": "chat.completion.chunk", "model": model, "choices": [],
+                "usage": {"prompt_tokens": 1000, "completion_tokens": 500}}),
+            ),
+        ];
+        Ok(Reply::Stream(Box::pin(futures::stream::iter(chunks))))
+    } else {
+        Ok(Reply::Full(json!({
+            "object": "chat.completion", "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}}],
+            "usage": {"prompt_tokens": 1000, "completion_tokens": 500}
+        })))
+    }
+}
+
+impl Backend for Scripted {
+    fn config(&self) -> &BackendConfig {
+        &self.cfg
+    }
+    fn call(&self, call: Call) -> BoxFuture<'_, Result<Reply, BackendError>> {
+        self.calls.lock().unwrap().push(self.cfg.name.clone());
+        let step = self
+            .script
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or(Step::Answer);
+        let model = call.body["model"].as_str().unwrap().to_string();
+        Box::pin(async move {
+            match step {
+                Step::Answer => answer(&model, call.stream),
+                Step::Fail(status, code) => Err(BackendError::status(
+                    &self.cfg.name,
+                    status,
+                    json!({"error": {"message": "scripted", "type": "x", "code": code}}),
+                )),
+                Step::StreamFailFirst => {
+                    let s = futures::stream::iter(vec![Err(BackendError::Broken {
+                        backend: self.cfg.name.clone(),
+                        reason: "scripted".into(),
+                    })]);
+                    Ok(Reply::Stream(Box::pin(s)))
+                }
+            }
+        })
+    }
+}
+
+#[derive(Default, Clone)]
+struct Factory {
+    scripts: Arc<Mutex<HashMap<String, Vec<Step>>>>,
+    calls: Arc<Mutex<Vec<String>>>,
+}
+
+impl LocalFactory for Factory {
+    fn local(&self, cfg: BackendConfig) -> Arc<dyn Backend> {
+        let script = self
+            .scripts
+            .lock()
+            .unwrap()
+            .remove(&cfg.name)
+            .unwrap_or_default();
+        Arc::new(Scripted {
+            cfg,
+            script: Mutex::new(script.into()),
+            calls: self.calls.clone(),
+        })
+    }
+}
+
+fn config(extra: &str) -> RoutingConfig {
+    let text = format!(
+        r#"
+        [[backends]]
+        name = "small"
+        type = "local"
+        model = "small-model"
+
+        [[backends]]
+        name = "medium"
+        type = "local"
+        model = "medium-model"
+        retries = 2
+        backoff_ms = 1
+        breaker = {{ failures = 2, cooldown_secs = 3600 }}
+        price = {{ input_per_1m = 1.0, output_per_1m = 2.0 }}
+
+        [[routes]]
+        name = "auto"
+        backends = ["small", "medium"]
+        [[routes.rules]]
+        backend = "medium"
+        keywords = ["hard"]
+        {extra}
+        "#
+    );
+    toml::from_str(&text).unwrap()
+}
+
+fn chat(text: &str, stream: bool) -> Value {
+    json!({"model": "auto", "stream": stream,
+           "messages": [{"role": "user", "content": text}]})
+}
+
+fn router(f: &Factory, ledger: Option<Ledger>) -> Router {
+    Router::new(&config(""), Arc::new(f.clone()), ledger, &|_| None).unwrap()
+}
+
+#[tokio::test]
+async fn decisions_costs_and_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = Factory::default();
+    let r = router(&f, Some(Ledger::open(&dir.path().join("u.db")).unwrap()));
+    let easy = r
+        .handle(Endpoint::Chat, chat("easy one", false), HashMap::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        (easy.backend.as_str(), easy.reason.as_str()),
+        ("small", "default")
+    );
+    assert_eq!(easy.cost_usd, Some(0.0));
+    let hard = r
+        .handle(Endpoint::Chat, chat("a HARD one", false), HashMap::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        (hard.backend.as_str(), hard.reason.as_str()),
+        ("medium", "rule:keyword")
+    );
+    // 1000 × $1/1M + 500 × $2/1M
+    assert!((hard.cost_usd.unwrap() - 0.002).abs() < 1e-12);
+    let Reply::Full(body) = &hard.reply else {
+        panic!()
+    };
+    assert_eq!(body["model"], "medium-model", "the backend's model is sent");
+    // A plain model name is a local backend of its own.
+    let direct = r
+        .handle(
+            Endpoint::Chat,
+            json!({"model": "other", "messages": []}),
+            HashMap::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!((direct.backend.as_str(), direct.route), ("other", None));
+    let rep = r.ledger().unwrap().usage(&UsageQuery::default()).unwrap();
+    assert_eq!(rep.totals.requests, 3);
+    // Savings: the easy request would have cost $0.002 on medium.
+    assert!((rep.totals.savings_usd - 0.002).abs() < 1e-12, "{rep:?}");
+    assert!((rep.totals.local_share - 1.0).abs() < 1e-12);
+}
+
+#[tokio::test]
+async fn fallback_retries_and_breaker() {
+    let f = Factory::default();
+    f.scripts.lock().unwrap().insert(
+        "medium".into(),
+        vec![
+            Step::Fail(503, "busy"),
+            Step::Fail(503, "busy"),
+            Step::Fail(503, "busy"),
+        ],
+    );
+    let r = router(&f, None);
+    let got = r
+        .handle(Endpoint::Chat, chat("hard", false), HashMap::new())
+        .await
+        .unwrap();
+    assert_eq!(got.backend, "small");
+    assert!(
+        got.reason
+            .starts_with("rule:keyword; fallback after medium: HTTP 503"),
+        "{}",
+        got.reason
+    );
+    // 1 try + 2 retries on medium (the breaker opened after 2, so the third is skipped).
+    let calls = f.calls.lock().unwrap().clone();
+    assert_eq!(
+        calls,
+        ["medium", "medium", "small"],
+        "breaker stops the retries"
+    );
+    // The circuit is open now: medium is skipped without a call.
+    f.calls.lock().unwrap().clear();
+    let got = r
+        .handle(Endpoint::Chat, chat("hard", false), HashMap::new())
+        .await
+        .unwrap();
+    assert_eq!(got.backend, "small");
+    assert!(got.reason.contains("medium circuit open"), "{}", got.reason);
+    assert_eq!(f.calls.lock().unwrap().clone(), ["small"]);
+}
+
+#[tokio::test]
+async fn client_errors_do_not_fall_back_but_context_overflow_does() {
+    let f = Factory::default();
+    f.scripts.lock().unwrap().insert(
+        "small".into(),
+        vec![
+            Step::Fail(400, "bad_param"),
+            Step::Fail(400, "context_length_exceeded"),
+        ],
+    );
+    let r = router(&f, None);
+    let e = r
+        .handle(Endpoint::Chat, chat("x", false), HashMap::new())
+        .await
+        .unwrap_err();
+    let RouterError::Backend {
+        error: BackendError::Status { status, .. },
+        ..
+    } = e
+    else {
+        panic!("{e:?}")
+    };
+    assert_eq!(status, 400);
+    let got = r
+        .handle(Endpoint::Chat, chat("x", false), HashMap::new())
+        .await
+        .unwrap();
+    assert_eq!(got.backend, "medium", "a longer context may fit elsewhere");
+}
+
+#[tokio::test]
+async fn streams_fall_back_before_the_first_chunk_and_hide_usage_unless_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = Factory::default();
+    f.scripts
+        .lock()
+        .unwrap()
+        .insert("small".into(), vec![Step::StreamFailFirst]);
+    let r = router(&f, Some(Ledger::open(&dir.path().join("u.db")).unwrap()));
+    let got = r
+        .handle(Endpoint::Chat, chat("x", true), HashMap::new())
+        .await
+        .unwrap();
+    assert_eq!(got.backend, "medium");
+    let Reply::Stream(s) = got.reply else {
+        panic!()
+    };
+    let chunks: Vec<Value> = s.map(|c| c.unwrap()).collect().await;
+    assert_eq!(chunks.len(), 2, "usage chunk removed: {chunks:?}");
+    // Asked for usage: it stays, with the cost.
+    let mut body = chat("x", true);
+    body["stream_options"] = json!({"include_usage": true});
+    let got = r
+        .handle(Endpoint::Chat, body, HashMap::new())
+        .await
+        .unwrap();
+    let Reply::Stream(s) = got.reply else {
+        panic!()
+    };
+    let chunks: Vec<Value> = s.map(|c| c.unwrap()).collect().await;
+    assert_eq!(chunks.len(), 3);
+    assert_eq!(chunks[2]["usage"]["cost_usd"], 0.0);
+    let rep = r.ledger().unwrap().usage(&UsageQuery::default()).unwrap();
+    assert_eq!(rep.totals.requests, 2);
+    assert_eq!(
+        rep.totals.prompt_tokens, 2000,
+        "stream usage recorded: {rep:?}"
+    );
+}
+
+// ---- a real HTTP upstream on loopback -------------------------------------------
+
+async fn upstream_server(fail_first: usize) -> (String, Arc<Mutex<usize>>) {
+    use axum::response::IntoResponse;
+    let hits = Arc::new(Mutex::new(0usize));
+    let h = hits.clone();
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move |headers: axum::http::HeaderMap, axum::Json(b): axum::Json<Value>| {
+            let h = h.clone();
+            async move {
+                let n = {
+                    let mut g = h.lock().unwrap();
+                    *g += 1;
+                    *g
+                };
+                assert_eq!(headers["authorization"], "Bearer sk-test");
+                if n <= fail_first {
+                    return (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response();
+                }
+                if b["stream"] == true {
+                    assert_eq!(b["stream_options"]["include_usage"], true);
+                    let body = format!(
+                        "data: {}\n\ndata: {}\r\n\r\ndata: [DONE]\n\n",
+                        json!({"choices": [{"index": 0, "delta": {"content": "remote"}}]}),
+                        json!({"choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": 2}})
+                    );
+                    ([("content-type", "text/event-stream")], body).into_response()
+                } else {
+                    axum::Json(json!({"model": b["model"], "choices": [{"index": 0,
+                        "message": {"role": "assistant", "content": "remote"}}],
+                        "usage": {"prompt_tokens": 10, "completion_tokens": 2}}))
+                    .into_response()
+                }
+            }
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    (format!("http://{addr}/v1"), hits)
+}
+
+fn upstream_config(url_env: &str) -> RoutingConfig {
+    config(&format!(
+        r#"
+        [[backends]]
+        name = "big"
+        type = "openai"
+        model = "big-model"
+        base_url_env = "{url_env}"
+        api_key_env = "KEY"
+        retries = 1
+        backoff_ms = 1
+        timeout_secs = 5
+        price = {{ input_per_1m = 10.0, output_per_1m = 30.0 }}
+        [[routes]]
+        name = "hybrid"
+        backends = ["small", "big"]
+        [[routes.rules]]
+        backend = "big"
+        keywords = ["hard"]
+        "#
+    ))
+}
+
+#[tokio::test]
+async fn upstream_retry_stream_and_fallback_when_gone() {
+    let (url, hits) = upstream_server(1).await;
+    let env = |k: &str| match k {
+        "UP" => Some(url.clone()),
+        "KEY" => Some("sk-test".to_string()),
+        _ => None,
+    };
+    let f = Factory::default();
+    let r = Router::new(&upstream_config("UP"), Arc::new(f.clone()), None, &env).unwrap();
+    let mut body = chat("hard question", false);
+    body["model"] = json!("hybrid");
+    // First upstream call fails with 500, the retry answers.
+    let got = r
+        .handle(Endpoint::Chat, body.clone(), HashMap::new())
+        .await
+        .unwrap();
+    assert_eq!(got.backend, "big");
+    assert_eq!(*hits.lock().unwrap(), 2);
+    let Reply::Full(v) = &got.reply else { panic!() };
+    assert_eq!(v["model"], "big-model");
+    // 10 × $10/1M + 2 × $30/1M
+    assert!((got.cost_usd.unwrap() - 0.00016).abs() < 1e-12);
+    body["stream"] = json!(true);
+    let got = r
+        .handle(Endpoint::Chat, body.clone(), HashMap::new())
+        .await
+        .unwrap();
+    let Reply::Stream(s) = got.reply else {
+        panic!()
+    };
+    let chunks: Vec<Value> = s.map(|c| c.unwrap()).collect().await;
+    assert_eq!(chunks.len(), 1, "usage chunk hidden: {chunks:?}");
+    assert_eq!(chunks[0]["choices"][0]["delta"]["content"], "remote");
+
+    // An upstream nobody listens on: falls back to the local backend.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/v1", l.local_addr().unwrap())
+    };
+    let env = |k: &str| match k {
+        "UP" => Some(dead.clone()),
+        "KEY" => Some("sk-test".to_string()),
+        _ => None,
+    };
+    let r = Router::new(&upstream_config("UP"), Arc::new(f.clone()), None, &env).unwrap();
+    body["stream"] = json!(false);
+    let got = r
+        .handle(Endpoint::Chat, body, HashMap::new())
+        .await
+        .unwrap();
+    assert_eq!(got.backend, "small");
+    assert!(got.reason.contains("fallback after big:"), "{}", got.reason);
+}
+
+#[test]
+fn missing_environment_is_a_clear_error() {
+    let f = Factory::default();
+    let e = Router::new(&upstream_config("NOPE"), Arc::new(f), None, &|_| None).unwrap_err();
+    assert!(e.to_string().contains("NOPE is not set"), "{e}");
+}
