@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Install what building and testing Bantam needs on Debian/Ubuntu, if missing:
-# cmake and clang/libclang (llama.cpp and its bindings), curl (tests), and the
+# cmake and clang/libclang (llama.cpp and its bindings), curl (tests), chromium and
+# fonts-dejavu-core (the eval HTML report is rendered headless in a test), and the
 # official `openai` Python package (tests drive the server with it), `jsonschema`
 # (tests validate structured outputs independently of the server), and sacrebleu,
 # scikit-learn and rouge-score (the references the evaluation metrics are compared
 # with).
 set -euo pipefail
 need=()
-for p in cmake clang libclang-dev curl; do
+for p in cmake clang libclang-dev curl chromium fonts-dejavu-core; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

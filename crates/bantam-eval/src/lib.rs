@@ -9,11 +9,15 @@
 //!   smoothing, closest reference length).
 //! * [`rouge`] — ROUGE-1/2/L/Lsum as `rouge-score` with `use_stemmer=True`, with
 //!   NLTK's Porter stemmer ported in [`stem`].
+//!
+//! [`report`] turns the per-target summaries into the markdown table and a
+//! self-contained HTML report with inline SVG charts.
 
 pub mod bleu;
 pub mod classification;
 pub mod dataset;
 pub mod qa;
+pub mod report;
 pub mod rouge;
 pub mod run;
 pub mod stem;

@@ -374,6 +374,19 @@ pub fn summarize(task: &Task, results: &[&ItemResult]) -> Map<String, Value> {
     s
 }
 
+/// Adds `cost_per_1k_usd` to a summary: what 1000 items cost on a machine priced at
+/// `usd_per_hour`, at the summary's sequential throughput (`items_per_s`). Nothing is
+/// added without a positive, finite throughput and price.
+pub fn add_cost(summary: &mut Map<String, Value>, usd_per_hour: f64) {
+    let rate = summary.get("items_per_s").and_then(Value::as_f64);
+    if let Some(rate) = rate.filter(|r| r.is_finite() && *r > 0.0) {
+        if usd_per_hour.is_finite() && usd_per_hour > 0.0 {
+            let usd = 1000.0 / rate / 3600.0 * usd_per_hour;
+            summary.insert(crate::report::COST.into(), json!(usd));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -393,5 +406,25 @@ mod tests {
         assert_eq!(percentile(&v, 50.0), 50.0);
         assert_eq!(percentile(&v, 99.0), 99.0);
         assert_eq!(percentile(&[5.0], 95.0), 5.0);
+    }
+
+    #[test]
+    fn cost_from_throughput_and_price() {
+        let mut s = Map::new();
+        s.insert("items_per_s".into(), json!(2.0));
+        add_cost(&mut s, 0.72);
+        // 1000 items at 2/s take 500 s; 0.72 $/h is 0.0002 $/s.
+        assert!((s["cost_per_1k_usd"].as_f64().unwrap() - 0.1).abs() < 1e-12);
+        for (rate, price) in [
+            (0.0, 1.0),
+            (2.0, 0.0),
+            (f64::NAN, 1.0),
+            (2.0, f64::INFINITY),
+        ] {
+            let mut s = Map::new();
+            s.insert("items_per_s".into(), json!(rate));
+            add_cost(&mut s, price);
+            assert!(!s.contains_key("cost_per_1k_usd"), "{rate} {price}");
+        }
     }
 }

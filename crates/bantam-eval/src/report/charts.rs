@@ -1,0 +1,739 @@
+//! The report's charts as inline SVG strings: a quality-vs-latency scatter, grouped
+//! vertical bars (a few metrics per target), grouped horizontal bars (per-class F1)
+//! and a confusion-matrix heat map. Every user string is escaped; every coordinate
+//! goes through [`num`], so degenerate data (no latency, one class, one target) draws
+//! an empty but valid chart.
+
+use std::fmt::Write;
+
+use super::svg::{
+    blues, clip, escape, legend, line, num, open, rect, shown, text, text_width, Axis,
+};
+
+const GRID: &str = "stroke=\"#e3e3e3\" stroke-width=\"1\"";
+const AXIS: &str = "stroke=\"#555\" stroke-width=\"1\"";
+const MUTED: &str = "fill=\"#555\"";
+
+/// One series of bars or points: a target and its colour.
+#[derive(Debug, Clone, Copy)]
+pub struct Series<'a> {
+    /// Target name.
+    pub name: &'a str,
+    /// Fill colour.
+    pub colour: &'static str,
+}
+
+/// A target in the scatter.
+#[derive(Debug, Clone)]
+pub struct Point<'a> {
+    /// Target and colour.
+    pub series: Series<'a>,
+    /// Latency (x).
+    pub x: f64,
+    /// A second latency drawn as a whisker from `x` (p95).
+    pub x_hi: Option<f64>,
+    /// Quality (y).
+    pub y: f64,
+    /// Second label line (the cost).
+    pub note: String,
+    /// Hover text.
+    pub title: String,
+}
+
+/// Quality (y) against latency (x), one labelled point per target, with a whisker
+/// from p50 to p95.
+pub fn scatter(points: &[Point], x_label: &str, y_label: &str) -> String {
+    let (w, h) = (820.0, 420.0);
+    let (left, right, top, bottom) = (64.0, 24.0, 16.0, 52.0);
+    let (pw, ph) = (w - left - right, h - top - bottom);
+    let x_max = points
+        .iter()
+        .map(|p| p.x_hi.unwrap_or(p.x).max(p.x))
+        .fold(0.0, f64::max);
+    let xa = Axis::new(x_max * 1.05, 6);
+    let y_max = points.iter().map(|p| p.y).fold(0.0, f64::max);
+    let ya = if y_max <= 1.0 {
+        Axis::unit()
+    } else {
+        Axis::new(y_max, 5)
+    };
+    let px = |v: f64| left + xa.frac(v) * pw;
+    let py = |v: f64| top + ph - ya.frac(v) * ph;
+    let mut s = open(w, h, &format!("{y_label} against {x_label}"));
+    for &t in &xa.ticks {
+        line(&mut s, px(t), top, px(t), top + ph, GRID);
+        text(
+            &mut s,
+            px(t),
+            top + ph + 16.0,
+            "text-anchor=\"middle\"",
+            &xa.label(t),
+        );
+    }
+    for &t in &ya.ticks {
+        line(&mut s, left, py(t), left + pw, py(t), GRID);
+        text(
+            &mut s,
+            left - 6.0,
+            py(t) + 4.0,
+            "text-anchor=\"end\"",
+            &ya.label(t),
+        );
+    }
+    line(&mut s, left, top + ph, left + pw, top + ph, AXIS);
+    line(&mut s, left, top, left, top + ph, AXIS);
+    text(
+        &mut s,
+        left + pw / 2.0,
+        h - 10.0,
+        "text-anchor=\"middle\"",
+        x_label,
+    );
+    text(
+        &mut s,
+        16.0,
+        top + ph / 2.0,
+        &format!(
+            "text-anchor=\"middle\" transform=\"rotate(-90 16 {})\"",
+            num(top + ph / 2.0)
+        ),
+        y_label,
+    );
+    if points.is_empty() {
+        text(
+            &mut s,
+            left + pw / 2.0,
+            top + ph / 2.0,
+            "text-anchor=\"middle\"",
+            "no data",
+        );
+    }
+    // Labels left of their points (whiskers go right); where that would cross the
+    // y axis, right of the point and below its whisker. Then pushed apart vertically.
+    let label_w =
+        |p: &Point| text_width(&clip(p.series.name, 30), 12.0).max(text_width(&p.note, 11.0));
+    let place: Vec<(f64, f64, bool)> = points
+        .iter()
+        .map(|p| {
+            let (x, y) = (px(p.x), py(p.y));
+            if x - 12.0 - label_w(p) >= left + 4.0 {
+                (x - 12.0, y, true)
+            } else {
+                (x + 10.0, y + 20.0, false)
+            }
+        })
+        .collect();
+    let mut order: Vec<usize> = (0..points.len()).collect();
+    order.sort_by(|&a, &b| place[a].1.total_cmp(&place[b].1));
+    let mut label_y = vec![0.0; points.len()];
+    let mut last = f64::NEG_INFINITY;
+    for &i in &order {
+        let y = place[i].1.max(last + 30.0);
+        label_y[i] = y;
+        last = y;
+    }
+    let overflow = (last + 14.0 - (h - 4.0)).max(0.0);
+    for y in &mut label_y {
+        *y = (*y - overflow).max(top + 10.0);
+    }
+    for (i, p) in points.iter().enumerate() {
+        let (x, y) = (px(p.x), py(p.y));
+        let _ = write!(s, "<g><title>{}</title>", escape(&p.title));
+        if let Some(hi) = p.x_hi {
+            let x2 = px(hi);
+            let stroke = format!(
+                "stroke=\"{}\" stroke-width=\"2\" stroke-opacity=\"0.55\"",
+                p.series.colour
+            );
+            line(&mut s, x, y, x2, y, &stroke);
+            line(&mut s, x2, y - 5.0, x2, y + 5.0, &stroke);
+        }
+        let _ = write!(
+            s,
+            "<circle cx=\"{}\" cy=\"{}\" r=\"7\" fill=\"{}\" stroke=\"#fff\" stroke-width=\"1.5\"/>",
+            num(x),
+            num(y),
+            p.series.colour
+        );
+        let (lx, base, left_side) = place[i];
+        let ly = label_y[i];
+        let anchor = if left_side { "end" } else { "start" };
+        if (ly - base).abs() > 8.0 {
+            line(
+                &mut s,
+                x,
+                y,
+                lx,
+                ly - 4.0,
+                "stroke=\"#999\" stroke-width=\"0.75\"",
+            );
+        }
+        text(
+            &mut s,
+            lx,
+            ly,
+            &format!("text-anchor=\"{anchor}\" font-weight=\"600\""),
+            &clip(p.series.name, 30),
+        );
+        text(
+            &mut s,
+            lx,
+            ly + 14.0,
+            &format!("text-anchor=\"{anchor}\" font-size=\"11\" {MUTED}"),
+            &p.note,
+        );
+        s.push_str("</g>");
+    }
+    s.push_str("</svg>");
+    s
+}
+
+/// Grouped vertical bars: for each group (a metric), one bar per series (target).
+/// `values[series][group]`; `None` draws nothing. Scores (all ≤ 1) use a 0–1 axis.
+pub fn grouped_bars(
+    groups: &[&str],
+    series: &[Series],
+    values: &[Vec<Option<f64>>],
+    y_label: &str,
+    fmt: fn(f64) -> String,
+) -> String {
+    let bar = if series.len() > 4 { 14.0 } else { 32.0 };
+    let group_w = (series.len() as f64 * bar + 28.0).max(96.0);
+    let (left, right, bottom) = (64.0, 16.0, 40.0);
+    let w = (left + right + group_w * groups.len() as f64).max(480.0);
+    let names: Vec<(&str, &str)> = series.iter().map(|s| (s.name, s.colour)).collect();
+    let mut legend_svg = String::new();
+    let legend_h = legend(&mut legend_svg, &names, left, 8.0, w - left - right);
+    let top = 8.0 + legend_h + 14.0;
+    let ph = 240.0;
+    let h = top + ph + bottom;
+    let max = values
+        .iter()
+        .flatten()
+        .flatten()
+        .copied()
+        .filter(|v| v.is_finite())
+        .fold(0.0, f64::max);
+    let ya = if max <= 1.0 {
+        Axis::unit()
+    } else {
+        Axis::new(max, 5)
+    };
+    let py = |v: f64| top + ph - ya.frac(v) * ph;
+    let mut s = open(w, h, y_label);
+    s.push_str(&legend_svg);
+    for &t in &ya.ticks {
+        line(&mut s, left, py(t), w - right, py(t), GRID);
+        text(
+            &mut s,
+            left - 6.0,
+            py(t) + 4.0,
+            "text-anchor=\"end\"",
+            &ya.label(t),
+        );
+    }
+    let cy = top + ph / 2.0;
+    text(
+        &mut s,
+        16.0,
+        cy,
+        &format!(
+            "text-anchor=\"middle\" transform=\"rotate(-90 16 {})\"",
+            num(cy)
+        ),
+        y_label,
+    );
+    let inner = group_w * groups.len() as f64;
+    let x0 = left + ((w - left - right) - inner) / 2.0;
+    for (g, name) in groups.iter().enumerate() {
+        let gx = x0 + g as f64 * group_w;
+        let bx0 = gx + (group_w - bar * series.len() as f64) / 2.0;
+        for (k, se) in series.iter().enumerate() {
+            let Some(v) = values.get(k).and_then(|r| r.get(g)).copied().flatten() else {
+                continue;
+            };
+            let v = if v.is_finite() { v } else { 0.0 };
+            let x = bx0 + k as f64 * bar;
+            rect(
+                &mut s,
+                x + 1.0,
+                py(v),
+                bar - 2.0,
+                top + ph - py(v),
+                &format!("fill=\"{}\"", se.colour),
+                Some(&format!("{} — {name}: {}", se.name, fmt(v))),
+            );
+            if bar >= 24.0 {
+                text(
+                    &mut s,
+                    x + bar / 2.0,
+                    py(v) - 3.0,
+                    "text-anchor=\"middle\" font-size=\"9.5\"",
+                    &fmt(v),
+                );
+            }
+        }
+        text(
+            &mut s,
+            gx + group_w / 2.0,
+            top + ph + 18.0,
+            "text-anchor=\"middle\"",
+            name,
+        );
+    }
+    line(&mut s, left, top + ph, w - right, top + ph, AXIS);
+    s.push_str("</svg>");
+    s
+}
+
+/// A row of [`class_bars`]: a class and one value per series.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// The class label.
+    pub label: String,
+    /// Per series: the value and a hover text (`None`: the class is not in that
+    /// target's report).
+    pub values: Vec<Option<(f64, String)>>,
+}
+
+/// Grouped horizontal bars on a 0–1 axis, one row per class; `gap` is a row index
+/// after which a band with a note is drawn (rows left out).
+pub fn class_bars(rows: &[Row], series: &[Series], gap: Option<(usize, &str)>) -> String {
+    let bh = if series.len() >= 3 { 6.0 } else { 8.0 };
+    let row_h = bh * series.len().max(1) as f64 + 6.0;
+    let label_w = rows
+        .iter()
+        .map(|r| text_width(&clip(shown(&r.label), 34), 11.0))
+        .fold(60.0, f64::max)
+        + 10.0;
+    let w = 820.0;
+    let (left, right) = (label_w, 24.0);
+    let pw = w - left - right;
+    let names: Vec<(&str, &str)> = series.iter().map(|s| (s.name, s.colour)).collect();
+    let mut legend_svg = String::new();
+    let legend_h = legend(&mut legend_svg, &names, left, 8.0, pw);
+    let top = 8.0 + legend_h + 24.0;
+    let gap_h = if gap.is_some() { 26.0 } else { 0.0 };
+    let ph = row_h * rows.len() as f64 + gap_h;
+    let h = top + ph + 30.0;
+    let xa = Axis::unit();
+    let px = |v: f64| left + xa.frac(v) * pw;
+    let mut s = open(w, h, "F1 per class");
+    s.push_str(&legend_svg);
+    for &t in &xa.ticks {
+        line(&mut s, px(t), top - 4.0, px(t), top + ph, GRID);
+        text(
+            &mut s,
+            px(t),
+            top - 8.0,
+            "text-anchor=\"middle\"",
+            &xa.label(t),
+        );
+        text(
+            &mut s,
+            px(t),
+            top + ph + 14.0,
+            "text-anchor=\"middle\"",
+            &xa.label(t),
+        );
+    }
+    text(
+        &mut s,
+        left + pw / 2.0,
+        h - 2.0,
+        "text-anchor=\"middle\"",
+        "F1",
+    );
+    let mut y = top;
+    for (i, r) in rows.iter().enumerate() {
+        let label = shown(&r.label);
+        let _ = write!(s, "<g><title>{}</title>", escape(label));
+        text(
+            &mut s,
+            left - 8.0,
+            y + row_h / 2.0 + 3.5,
+            "text-anchor=\"end\" font-size=\"11\"",
+            &clip(label, 34),
+        );
+        s.push_str("</g>");
+        for (k, se) in series.iter().enumerate() {
+            let by = y + 3.0 + k as f64 * bh;
+            match r.values.get(k).cloned().flatten() {
+                Some((v, title)) => {
+                    let v = if v.is_finite() { v } else { 0.0 };
+                    // Zero-width bars still show a hairline, so F1 = 0 is visible.
+                    rect(
+                        &mut s,
+                        left,
+                        by,
+                        (px(v) - left).max(1.0),
+                        bh - 1.0,
+                        &format!("fill=\"{}\"", se.colour),
+                        Some(&title),
+                    );
+                }
+                None => text(
+                    &mut s,
+                    left + 4.0,
+                    by + bh - 1.0,
+                    &format!("font-size=\"{}\" {MUTED}", num(bh)),
+                    "n/a",
+                ),
+            }
+        }
+        y += row_h;
+        if let Some((after, note)) = gap {
+            if i == after {
+                line(
+                    &mut s,
+                    8.0,
+                    y + gap_h / 2.0,
+                    w - right,
+                    y + gap_h / 2.0,
+                    "stroke=\"#999\" stroke-dasharray=\"4 4\"",
+                );
+                let tw = text_width(note, 11.0) + 12.0;
+                rect(
+                    &mut s,
+                    left + pw / 2.0 - tw / 2.0,
+                    y + gap_h / 2.0 - 9.0,
+                    tw,
+                    18.0,
+                    "fill=\"#fff\"",
+                    None,
+                );
+                text(
+                    &mut s,
+                    left + pw / 2.0,
+                    y + gap_h / 2.0 + 4.0,
+                    &format!("text-anchor=\"middle\" font-size=\"11\" {MUTED}"),
+                    note,
+                );
+                y += gap_h;
+            }
+        }
+    }
+    line(&mut s, left, top - 4.0, left, top + ph, AXIS);
+    s.push_str("</svg>");
+    s
+}
+
+/// The side of a heat-map cell for `n` classes (the matrix is about 560 px).
+fn heatmap_cell(n: usize) -> f64 {
+    (560.0 / n.max(1) as f64).floor().clamp(6.0, 36.0)
+}
+
+/// Whether a heat map of `n` classes has axis labels (cells of at least 10 px).
+pub fn heatmap_labels_shown(n: usize) -> bool {
+    heatmap_cell(n) >= 10.0
+}
+
+/// A confusion matrix as a heat map: rows are true labels, columns predicted labels,
+/// colour is the share of the row's items. Axis labels are drawn while cells are at
+/// least 10 px; beyond that (many classes) labels are only in hover texts.
+pub fn heatmap(labels: &[String], m: &[Vec<usize>]) -> String {
+    let cell = heatmap_cell(labels.len());
+    let show_labels = heatmap_labels_shown(labels.len());
+    let fs = (cell - 1.0).min(11.0);
+    let label_w = if show_labels {
+        labels
+            .iter()
+            .map(|l| text_width(&clip(shown(l), 22), fs))
+            .fold(20.0, f64::max)
+            + 8.0
+    } else {
+        8.0
+    };
+    let left = 22.0 + label_w;
+    let top = 22.0 + label_w;
+    let side = cell * labels.len() as f64;
+    let legend_h = 40.0;
+    let w = (left + side + 16.0).max(300.0);
+    let h = top + side + 12.0 + legend_h;
+    let mut s = open(w, h, "confusion matrix");
+    rect(
+        &mut s,
+        left,
+        top,
+        side,
+        side,
+        "fill=\"#fff\" stroke=\"#bbb\"",
+        None,
+    );
+    text(
+        &mut s,
+        left + side / 2.0,
+        12.0,
+        &format!("text-anchor=\"middle\" {MUTED}"),
+        "predicted →",
+    );
+    let cy = top + side / 2.0;
+    text(
+        &mut s,
+        12.0,
+        cy,
+        &format!(
+            "text-anchor=\"middle\" {MUTED} transform=\"rotate(-90 12 {})\"",
+            num(cy)
+        ),
+        "true →",
+    );
+    for (i, l) in labels.iter().enumerate() {
+        let name = shown(l);
+        let c = left + (i as f64 + 0.5) * cell;
+        let r = top + (i as f64 + 0.5) * cell;
+        // The diagonal, so a class with no correct item still shows where hits go.
+        rect(
+            &mut s,
+            left + i as f64 * cell,
+            top + i as f64 * cell,
+            cell,
+            cell,
+            "fill=\"#eeeeee\"",
+            None,
+        );
+        if show_labels {
+            let _ = write!(s, "<g><title>{}</title>", escape(name));
+            text(
+                &mut s,
+                left - 4.0,
+                r + fs / 3.0,
+                &format!("text-anchor=\"end\" font-size=\"{}\"", num(fs)),
+                &clip(name, 22),
+            );
+            text(
+                &mut s,
+                c + fs / 3.0,
+                top - 4.0,
+                &format!(
+                    "font-size=\"{}\" transform=\"rotate(-90 {} {})\"",
+                    num(fs),
+                    num(c + fs / 3.0),
+                    num(top - 4.0)
+                ),
+                &clip(name, 22),
+            );
+            s.push_str("</g>");
+        }
+    }
+    for (i, row) in m.iter().enumerate().take(labels.len()) {
+        let total: usize = row.iter().sum();
+        for (j, &v) in row.iter().enumerate().take(labels.len()) {
+            if v == 0 {
+                continue;
+            }
+            let share = v as f64 / total.max(1) as f64;
+            let (x, y) = (left + j as f64 * cell, top + i as f64 * cell);
+            let title = format!(
+                "true: {}\npredicted: {}\n{v} of {total} ({:.0} %)",
+                shown(&labels[i]),
+                shown(&labels[j]),
+                share * 100.0
+            );
+            // Even a small share stays visible against white.
+            let fill = blues(0.12 + 0.88 * share);
+            let stroke = if i == j {
+                " stroke=\"#000\" stroke-width=\"0.6\""
+            } else {
+                ""
+            };
+            rect(
+                &mut s,
+                x,
+                y,
+                cell,
+                cell,
+                &format!("fill=\"{fill}\"{stroke}"),
+                Some(&title),
+            );
+            if cell >= 22.0 {
+                let ink = if share > 0.5 { "#fff" } else { "#111" };
+                text(
+                    &mut s,
+                    x + cell / 2.0,
+                    y + cell / 2.0 + 4.0,
+                    &format!("text-anchor=\"middle\" font-size=\"10\" fill=\"{ink}\""),
+                    &v.to_string(),
+                );
+            }
+        }
+    }
+    // Colour legend: six steps of the row share.
+    let ly = top + side + 14.0;
+    text(
+        &mut s,
+        left,
+        ly + 11.0,
+        "font-size=\"11\"",
+        "share of the true class:",
+    );
+    let lx = left + 140.0;
+    for k in 0..=5 {
+        let t = f64::from(k) / 5.0;
+        let x = lx + f64::from(k) * 26.0;
+        rect(
+            &mut s,
+            x,
+            ly,
+            26.0,
+            12.0,
+            &format!("fill=\"{}\"", blues(0.12 + 0.88 * t)),
+            None,
+        );
+        text(
+            &mut s,
+            x + 13.0,
+            ly + 25.0,
+            "text-anchor=\"middle\" font-size=\"10\"",
+            &format!("{t:.1}"),
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s<'a>(name: &'a str, colour: &'static str) -> Series<'a> {
+        Series { name, colour }
+    }
+
+    /// Every number in a coordinate attribute parses and is finite.
+    fn coords_finite(svg: &str) {
+        for attr in [
+            "x", "y", "x1", "x2", "y1", "y2", "cx", "cy", "width", "height",
+        ] {
+            let pat = format!(" {attr}=\"");
+            for part in svg.split(&pat).skip(1) {
+                let v = &part[..part.find('"').unwrap()];
+                let x: f64 = v.parse().unwrap_or_else(|_| panic!("{attr}={v:?}"));
+                assert!(x.is_finite(), "{attr}={v}");
+            }
+        }
+        assert!(
+            !svg.contains("NaN") && !svg.contains("\"inf") && !svg.contains("\"-inf"),
+            "{svg}"
+        );
+    }
+
+    #[test]
+    fn scatter_places_points_by_value() {
+        let pts = [
+            Point {
+                series: s("fast", "#111111"),
+                x: 100.0,
+                x_hi: Some(200.0),
+                y: 0.2,
+                note: "local, no price".into(),
+                title: "fast".into(),
+            },
+            Point {
+                series: s("good <b>", "#222222"),
+                x: 300.0,
+                x_hi: None,
+                y: 0.9,
+                note: "$0.0100 / 1k".into(),
+                title: "good".into(),
+            },
+        ];
+        let svg = scatter(&pts, "p50 latency (ms)", "accuracy");
+        coords_finite(&svg);
+        assert!(svg.contains("good &lt;b&gt;") && !svg.contains("<b>"));
+        let cx = |fill: &str| -> (f64, f64) {
+            let i = svg
+                .find(&format!("fill=\"{fill}\" stroke=\"#fff\""))
+                .unwrap();
+            let c = &svg[..i];
+            let c = &c[c.rfind("<circle").unwrap()..];
+            let get = |a: &str| -> f64 {
+                let p = c.find(&format!("{a}=\"")).unwrap() + a.len() + 2;
+                c[p..p + c[p..].find('"').unwrap()].parse().unwrap()
+            };
+            (get("cx"), get("cy"))
+        };
+        let (a, b) = (cx("#111111"), cx("#222222"));
+        assert!(a.0 < b.0, "slower is further right");
+        assert!(a.1 > b.1, "better is higher");
+    }
+
+    #[test]
+    fn degenerate_inputs_draw_valid_charts() {
+        let one = [Point {
+            series: s("only", "#000000"),
+            x: 0.0,
+            x_hi: Some(0.0),
+            y: f64::NAN,
+            note: String::new(),
+            title: String::new(),
+        }];
+        coords_finite(&scatter(&one, "ms", "q"));
+        coords_finite(&scatter(&[], "ms", "q"));
+        let bars = grouped_bars(
+            &["a", "b"],
+            &[s("t", "#000000")],
+            &[vec![Some(0.0), None]],
+            "score",
+            |v| format!("{v:.2}"),
+        );
+        coords_finite(&bars);
+        coords_finite(&grouped_bars(&[], &[], &[], "score", |v| v.to_string()));
+        let rows = [Row {
+            label: String::new(),
+            values: vec![Some((f64::NAN, "x".into()))],
+        }];
+        let cb = class_bars(&rows, &[s("t", "#000000")], None);
+        coords_finite(&cb);
+        assert!(cb.contains("(none)"));
+        coords_finite(&class_bars(&[], &[], Some((0, "none"))));
+        coords_finite(&heatmap(&["only".into()], &[vec![3]]));
+        coords_finite(&heatmap(&[], &[]));
+        coords_finite(&heatmap(
+            &["a".into(), "b".into()],
+            &[vec![0, 0], vec![0, 0]],
+        ));
+    }
+
+    #[test]
+    fn heatmap_labels_only_while_legible() {
+        let few: Vec<String> = (0..5).map(|i| format!("class_{i}")).collect();
+        let m: Vec<Vec<usize>> = (0..5)
+            .map(|i| {
+                (0..5)
+                    .map(|j| usize::from(i == j) * 4 + usize::from(j == 0))
+                    .collect()
+            })
+            .collect();
+        let svg = heatmap(&few, &m);
+        assert!(svg.contains(">class_3</text>"));
+        assert!(svg.contains("true: class_3\npredicted: class_0\n1 of 5 (20 %)"));
+        let many: Vec<String> = (0..77).map(|i| format!("c{i}")).collect();
+        let m: Vec<Vec<usize>> = (0..77)
+            .map(|i| (0..77).map(|j| usize::from(i == j)).collect())
+            .collect();
+        let svg = heatmap(&many, &m);
+        assert!(!svg.contains(">c5</text>"));
+        assert!(svg.contains("true: c5\npredicted: c5\n1 of 1 (100 %)"));
+        coords_finite(&svg);
+    }
+
+    #[test]
+    fn class_bars_draw_the_gap_note_and_missing_values() {
+        let rows: Vec<Row> = (0..4)
+            .map(|i| Row {
+                label: format!("l{i}"),
+                values: vec![Some((0.25 * f64::from(i), format!("l{i} F1"))), None],
+            })
+            .collect();
+        let svg = class_bars(
+            &rows,
+            &[s("a", "#000000"), s("b", "#111111")],
+            Some((1, "… 3 classes left out …")),
+        );
+        assert!(svg.contains("… 3 classes left out …"));
+        assert_eq!(svg.matches(">n/a</text>").count(), 4);
+        assert!(svg.contains("<title>l3 F1</title>"));
+        coords_finite(&svg);
+    }
+}
