@@ -41,7 +41,13 @@ pub struct Server {
 
 impl Server {
     pub fn start(extra: &[&str]) -> Server {
+        Self::start_env(extra, &[])
+    }
+
+    /// Start with extra environment variables.
+    pub fn start_env(extra: &[&str], envs: &[(&str, &str)]) -> Server {
         let mut cmd = bantam();
+        cmd.envs(envs.iter().copied());
         cmd.args(["serve", "--host", "127.0.0.1", "--port", "0"]);
         if !extra.contains(&"--keep-alive") {
             cmd.args(["--keep-alive", "0"]);

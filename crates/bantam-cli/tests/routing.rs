@@ -1,0 +1,292 @@
+//! Hybrid routing end to end: a real second `bantam serve` is the "large" upstream
+//! (Qwen2.5-Coder 0.5B); the server under test routes between it and the local
+//! SmolLM2, falls back when the upstream dies, and records every request durably.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{read_sse, Server};
+use serde_json::{json, Value};
+
+const LARGE: &str = "qwen2.5-coder:0.5b";
+
+fn need_large() {
+    let store = bantam_store::Store::open(common::model_home()).unwrap();
+    if store.get(LARGE).is_err() {
+        panic!("these tests need {LARGE}: run `bantam pull {LARGE}` (CI does)");
+    }
+}
+
+/// A config with the route `auto`: prompts mentioning a contract go to `large`.
+fn config(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("routing.toml");
+    let text = format!(
+        r#"
+[[backends]]
+name = "small"
+type = "local"
+model = "smollm2:135m"
+
+[[backends]]
+name = "large"
+type = "openai"
+model = "{LARGE}"
+base_url_env = "UPSTREAM_BASE_URL"
+retries = 1
+backoff_ms = 50
+timeout_secs = 120
+connect_timeout_secs = 2
+price = {{ input_per_1m = 0.15, output_per_1m = 0.6 }}
+breaker = {{ failures = 2, cooldown_secs = 600 }}
+
+[[routes]]
+name = "auto"
+backends = ["small", "large"]
+[[routes.rules]]
+backend = "large"
+reason = "hard-topic"
+keywords = ["contract"]
+
+[usage]
+path = "{}"
+"#,
+        dir.join("usage.db").display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn ask(text: &str, max_tokens: u32) -> Value {
+    json!({"model": "auto", "temperature": 0, "max_tokens": max_tokens,
+           "messages": [{"role": "user", "content": text}]})
+}
+
+/// POST; status, headers we care about, body.
+fn post(s: &Server, body: &Value) -> (u16, [String; 3], Value) {
+    let r = s
+        .http
+        .post(s.url("/v1/chat/completions"))
+        .json(body)
+        .send()
+        .expect("request");
+    let h = |k: &str| {
+        r.headers()
+            .get(k)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    let hs = [
+        h("x-bantam-backend"),
+        h("x-bantam-route-reason"),
+        h("x-bantam-cost-usd"),
+    ];
+    (r.status().as_u16(), hs, r.json().unwrap_or(Value::Null))
+}
+
+fn start_pair(dir: &std::path::Path) -> (Server, Server) {
+    need_large();
+    let upstream = Server::start(&["--parallel", "4", "--preload", LARGE]);
+    let cfg = config(dir);
+    let url = format!("{}/v1", upstream.base);
+    let main = Server::start_env(
+        &["--config", cfg.to_str().unwrap(), "--parallel", "4"],
+        &[("UPSTREAM_BASE_URL", url.as_str())],
+    );
+    (upstream, main)
+}
+
+#[test]
+fn routes_escalate_by_rule_pass_through_the_upstream_and_account_costs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (upstream, main) = start_pair(dir.path());
+
+    let (st, h, v) = post(&main, &ask("Say hello.", 8));
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(h[0], "small");
+    assert_eq!(h[1], "default");
+    assert_eq!(h[2].parse::<f64>().unwrap(), 0.0);
+    assert_eq!(v["model"], "smollm2:135m");
+
+    let q = "What is a contract? Answer in one sentence.";
+    let (st, h, v) = post(&main, &ask(q, 16));
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(h[0], "large");
+    assert_eq!(h[1], "rule:hard-topic");
+    let u = &v["usage"];
+    let want = u["prompt_tokens"].as_f64().unwrap() * 0.15e-6
+        + u["completion_tokens"].as_f64().unwrap() * 0.6e-6;
+    assert!(
+        (h[2].parse::<f64>().unwrap() - want).abs() < 1e-9,
+        "{h:?} {want}"
+    );
+    // The upstream's own answer, unchanged (greedy, so the same as asking it directly).
+    let mut direct = ask(q, 16);
+    direct["model"] = json!(LARGE);
+    let (st2, d) = upstream.post("/v1/chat/completions", &direct);
+    assert_eq!(st2, 200);
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        d["choices"][0]["message"]["content"]
+    );
+
+    // Streaming through the route; the usage chunk stays hidden unless asked for.
+    let mut sb = ask("Explain this contract term briefly.", 12);
+    sb["stream"] = json!(true);
+    let chunks = main.stream("/v1/chat/completions", &sb);
+    assert_eq!(chunks.last().unwrap(), "[DONE]");
+    assert!(chunks
+        .iter()
+        .all(|c| c.get("usage").is_none_or(Value::is_null)));
+    assert!(!common::chunks_text(&chunks).is_empty());
+
+    // Bad input is the client's error whichever backend would answer.
+    let (st, _, v) = post(&main, &json!({"model": "auto", "messages": "nope"}));
+    assert_eq!(st, 400, "{v}");
+    let mut bad = ask("contract", 8);
+    bad["temperature"] = json!(7);
+    let (st, _, v) = post(&main, &bad);
+    assert_eq!(st, 400, "the upstream's 400 is passed through: {v}");
+
+    // The official client: models list, headers, streaming with usage and cost.
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/python/test_routing.py"
+    );
+    let out = std::process::Command::new(
+        std::env::var("BANTAM_PYTHON").unwrap_or_else(|_| "python3".into()),
+    )
+    .arg(script)
+    .env("BANTAM_BASE_URL", format!("{}/v1", main.base))
+    .output()
+    .expect("python3 is installed");
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success() && log.contains("OK"), "{log}");
+
+    // The ledger: three answered here, the client's three, and the upstream's 400
+    // (the malformed body never reached a backend).
+    let (st, rep) = main.get("/v1/usage?group_by=backend");
+    assert_eq!(st, 200, "{rep}");
+    let rows = rep["data"].as_array().unwrap();
+    let row = |b: &str| rows.iter().find(|r| r["backend"] == b).unwrap().clone();
+    assert_eq!(row("small")["requests"], 2, "{rep}");
+    assert_eq!(
+        row("large")["requests"].as_u64().unwrap() - row("large")["errors"].as_u64().unwrap(),
+        4,
+        "{rep}"
+    );
+    assert_eq!(rep["totals"]["errors"], 1, "{rep}");
+    let t = &rep["totals"];
+    assert!(t["cost_usd"].as_f64().unwrap() > 0.0);
+    // Requests kept local are priced as if they had gone to `large`: savings.
+    assert!(t["savings_usd"].as_f64().unwrap() > 0.0, "{rep}");
+    assert!(
+        (t["local_share"].as_f64().unwrap() - 2.0 / 6.0).abs() < 1e-9,
+        "{rep}"
+    );
+    let (st, v) = main.get("/v1/usage?group_by=week");
+    assert_eq!(st, 400, "{v}");
+}
+
+#[test]
+fn upstream_killed_mid_run_every_request_still_gets_an_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut upstream, main) = start_pair(dir.path());
+    let main = Arc::new(main);
+    let n = 10;
+    let done = Arc::new(AtomicUsize::new(0));
+    let workers: Vec<_> = (0..n)
+        .map(|i| {
+            let main = main.clone();
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let r = post(
+                    &main,
+                    &ask(&format!("Contract question {i}: what is a clause?"), 24),
+                );
+                done.fetch_add(1, Ordering::SeqCst);
+                r
+            })
+        })
+        .collect();
+    // Kill the upstream once it has answered something, with the rest in flight.
+    while done.load(Ordering::SeqCst) == 0 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    upstream.child.kill().unwrap();
+    upstream.child.wait().unwrap();
+    let results: Vec<_> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+    let mut by = std::collections::HashMap::<String, usize>::new();
+    for (st, h, v) in &results {
+        assert_eq!(*st, 200, "every request gets an answer: {h:?} {v}");
+        assert!(v["choices"][0]["message"]["content"]
+            .as_str()
+            .is_some_and(|c| !c.is_empty()));
+        *by.entry(h[0].clone()).or_default() += 1;
+        if h[0] == "small" {
+            assert!(
+                h[1].starts_with("rule:hard-topic; fallback after large"),
+                "{h:?}"
+            );
+        }
+    }
+    assert!(by.get("small").copied().unwrap_or(0) > 0, "{by:?}");
+    assert!(by.get("large").copied().unwrap_or(0) > 0, "{by:?}");
+
+    // Streams too; by now the circuit is open and the upstream is not even tried.
+    let mut sb = ask("One more contract question.", 8);
+    sb["stream"] = json!(true);
+    let r = main
+        .http
+        .post(main.url("/v1/chat/completions"))
+        .json(&sb)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let reason = r.headers()["x-bantam-route-reason"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(reason.contains("large circuit open"), "{reason}");
+    let chunks = read_sse(r);
+    assert!(!common::chunks_text(&chunks).is_empty());
+
+    // Durable: a restarted server reports the same ledger; so does `bantam usage`.
+    let (_, before) = main.get("/v1/usage?group_by=backend,route");
+    assert_eq!(before["totals"]["requests"], n as u64 + 1, "{before}");
+    assert_eq!(before["totals"]["errors"], 0, "{before}");
+    drop(Arc::into_inner(main).unwrap());
+    let cfg = dir.path().join("routing.toml");
+    let again = Server::start_env(
+        &["--config", cfg.to_str().unwrap()],
+        &[("UPSTREAM_BASE_URL", "http://127.0.0.1:9/v1")],
+    );
+    let (_, after) = again.get("/v1/usage?group_by=backend,route");
+    assert_eq!(before, after);
+    let out = common::bantam()
+        .args([
+            "usage",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--by",
+            "backend",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("small") && text.contains("large") && text.contains("total"),
+        "{text}"
+    );
+}
