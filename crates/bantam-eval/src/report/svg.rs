@@ -248,6 +248,25 @@ pub fn legend(out: &mut String, names: &[(&str, &str)], x: f64, y: f64, width: f
     cy - y + 18.0
 }
 
+/// Every number in a coordinate attribute parses and is finite.
+#[cfg(test)]
+pub(crate) fn coords_finite(svg: &str) {
+    for attr in [
+        "x", "y", "x1", "x2", "y1", "y2", "cx", "cy", "width", "height",
+    ] {
+        let pat = format!(" {attr}=\"");
+        for part in svg.split(&pat).skip(1) {
+            let v = &part[..part.find('"').unwrap()];
+            let x: f64 = v.parse().unwrap_or_else(|_| panic!("{attr}={v:?}"));
+            assert!(x.is_finite(), "{attr}={v}");
+        }
+    }
+    assert!(
+        !svg.contains("NaN") && !svg.contains("\"inf") && !svg.contains("\"-inf"),
+        "{svg}"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

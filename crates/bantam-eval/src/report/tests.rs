@@ -1,5 +1,6 @@
 use serde_json::json;
 
+use super::classes::{matrix, top_confusions};
 use super::*;
 use crate::run::{summarize, ItemResult};
 
