@@ -69,6 +69,11 @@ fn eval_classify_csv_resumes_and_summarises() {
     );
     assert_eq!(s["labels"].as_array().unwrap().len(), 3);
     assert!(s["latency_p95_ms"].as_f64().unwrap() > 0.0);
+    // The HTML report: the same table and the charts, self-contained.
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("<svg") && html.contains("Confusion matrices"));
+    assert!(html.contains(&format!("{MODEL}</td>")));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("report.html"));
     // Stopped after two items, mid-line: the rest is computed, nothing twice.
     let lines: Vec<String> = std::fs::read_to_string(out.join("items.jsonl"))
         .unwrap()
@@ -91,9 +96,12 @@ fn eval_classify_csv_resumes_and_summarises() {
     let mut idx: Vec<u64> = it.iter().map(|r| r["index"].as_u64().unwrap()).collect();
     idx.sort_unstable();
     assert_eq!(idx, vec![0, 1, 2, 3, 4, 5]);
-    // Everything done: nothing recomputed.
+    // Everything done: nothing recomputed, the peak memory of the earlier run kept.
     let o = run();
     assert!(String::from_utf8_lossy(&o.stderr).contains("all 6 items already done"));
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert!(summary["targets"][MODEL]["peak_rss_mb"].as_f64().unwrap() > 0.0);
 }
 
 #[test]
@@ -109,7 +117,15 @@ fn eval_qa_jsonl() {
     let o = bantam()
         .arg("eval")
         .arg(&ds)
-        .args(["--task", "qa", "--target", MODEL, "--out"])
+        .args([
+            "--task",
+            "qa",
+            "--target",
+            MODEL,
+            "--price-per-hour",
+            "0.36",
+            "--out",
+        ])
         .arg(&out)
         .output()
         .unwrap();
@@ -129,6 +145,12 @@ fn eval_qa_jsonl() {
     assert!(std::fs::read_to_string(out.join("summary.md"))
         .unwrap()
         .contains("exact_match"));
+    // The machine's price gives the cost of 1000 items at the measured throughput.
+    let cost = s["cost_per_1k_usd"].as_f64().unwrap();
+    let expected = 1000.0 / s["items_per_s"].as_f64().unwrap() / 3600.0 * 0.36;
+    assert!((cost - expected).abs() < 1e-12, "{cost} {expected}");
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains(&format!("${cost:.4} / 1k items")));
     // Bad task: a clear error.
     let o = bantam()
         .arg("eval")

@@ -5,8 +5,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use bantam_eval::dataset;
 use bantam_eval::run::{self, ItemResult, Task};
+use bantam_eval::{dataset, report};
 use clap::Args;
 use serde_json::{json, Map, Value};
 
@@ -46,10 +46,14 @@ pub struct EvalArgs {
     /// label).
     #[arg(long)]
     pub spread: bool,
-    /// Results directory (items.jsonl, summary.json, summary.md); a run that was
-    /// stopped continues where it left off.
+    /// Results directory (items.jsonl, summary.json, summary.md, report.html); a run
+    /// that was stopped continues where it left off.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// What this machine costs per hour in USD (e.g. its cloud instance price): adds
+    /// cost_per_1k_usd = 1000 / items_per_s × price / 3600 to every target.
+    #[arg(long, value_name = "USD")]
+    pub price_per_hour: Option<f64>,
     /// Threads (default: physical cores).
     #[arg(long)]
     pub threads: Option<u32>,
@@ -87,6 +91,11 @@ pub fn eval(home: &Path, a: EvalArgs) -> Result<()> {
     let all_items = dataset::load(&a.dataset, &a.input_field, &a.expected_field)?;
     if all_items.is_empty() {
         bail!("{} has no items", a.dataset.display());
+    }
+    if let Some(p) = a.price_per_hour {
+        if !(p.is_finite() && p > 0.0) {
+            bail!("--price-per-hour must be a positive number of USD, not {p}");
+        }
     }
     let items: Vec<dataset::Item> = match a.limit {
         Some(n) if n < all_items.len() && a.spread => (0..n)
@@ -191,13 +200,21 @@ pub fn eval(home: &Path, a: EvalArgs) -> Result<()> {
         }
         peak.insert(target.clone(), peak_rss_mb());
     }
-    // Summaries over everything in items.jsonl for these targets.
+    // Summaries over everything in items.jsonl for these targets. A target that had
+    // nothing left to do keeps the peak memory of the run that did its items.
+    let previous: Option<Value> = std::fs::read_to_string(out_dir.join("summary.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
     let mut summary = Map::new();
     for target in &a.targets {
         let rs: Vec<&ItemResult> = all.iter().filter(|r| &r.target == target).collect();
         let mut s = run::summarize(&task, &rs);
-        if let Some(mb) = peak.get(target) {
+        let earlier = || previous.as_ref()?["targets"][target.as_str()]["peak_rss_mb"].as_f64();
+        if let Some(mb) = peak.get(target).copied().or_else(earlier) {
             s.insert("peak_rss_mb".into(), json!(mb));
+        }
+        if let Some(price) = a.price_per_hour {
+            run::add_cost(&mut s, price);
         }
         summary.insert(target.clone(), Value::Object(s));
     }
@@ -206,10 +223,51 @@ pub fn eval(home: &Path, a: EvalArgs) -> Result<()> {
         &out_dir.join("summary.json"),
         &serde_json::to_string_pretty(&doc)?,
     )?;
-    let table = table(&task, &summary);
+    let table = report::markdown(&task, &summary);
     write_atomic(&out_dir.join("summary.md"), &table)?;
+    let mut meta = report::Meta::new(
+        format!(
+            "bantam eval: {} ({})",
+            a.dataset.file_name().map_or_else(
+                || a.dataset.display().to_string(),
+                |n| n.to_string_lossy().into_owned()
+            ),
+            task.name()
+        ),
+        a.dataset.display().to_string(),
+    );
+    meta.details.push((
+        "items evaluated".into(),
+        match a.limit {
+            Some(n) if n < all_items.len() => format!(
+                "{} of {}{}",
+                items.len(),
+                all_items.len(),
+                if a.spread {
+                    ", spread evenly over the file"
+                } else {
+                    ", the first ones"
+                }
+            ),
+            _ => format!("all {}", all_items.len()),
+        },
+    ));
+    if let Task::Classify { labels } = &task {
+        meta.details
+            .push(("labels".into(), labels.len().to_string()));
+    }
+    if let Some(v) = bantam_engine::runtime_info().cpu_variant {
+        meta.details.push(("CPU kernels".into(), v));
+    }
+    if let Some(p) = a.price_per_hour {
+        meta.details
+            .push(("price per hour".into(), format!("${p}")));
+    }
+    let report_path = out_dir.join("report.html");
+    write_atomic(&report_path, &report::html(&meta, &summary, &task))?;
     println!("{table}");
     eprintln!("results in {}", out_dir.display());
+    eprintln!("report: {}", report_path.display());
     Ok(())
 }
 
@@ -218,57 +276,4 @@ fn write_atomic(path: &Path, text: &str) -> Result<()> {
     std::fs::write(&tmp, text)?;
     std::fs::rename(&tmp, path)?;
     Ok(())
-}
-
-/// A markdown table: quality metrics of the task, then speed.
-fn table(task: &Task, summary: &Map<String, Value>) -> String {
-    let quality: &[&str] = match task {
-        Task::Classify { .. } => &["accuracy", "macro_f1", "micro_f1"],
-        Task::Extract { .. } => &[
-            "field_precision",
-            "field_recall",
-            "field_f1",
-            "schema_valid_rate",
-        ],
-        Task::Qa => &["exact_match", "f1"],
-        Task::Summarize | Task::Chat => &["rouge1", "rouge2", "rougeL", "rougeLsum", "bleu"],
-    };
-    let speed = [
-        "latency_p50_ms",
-        "latency_p95_ms",
-        "latency_p99_ms",
-        "items_per_s",
-        "tokens_per_s",
-        "peak_rss_mb",
-    ];
-    let cols: Vec<&str> = ["items", "errors"]
-        .iter()
-        .chain(quality)
-        .chain(speed.iter())
-        .copied()
-        .collect();
-    let mut t = format!(
-        "| target | {} |\n|---|{}\n",
-        cols.join(" | "),
-        "---:|".repeat(cols.len())
-    );
-    for (target, s) in summary {
-        let cells: Vec<String> = cols
-            .iter()
-            .map(|c| match s.get(*c) {
-                Some(Value::Number(n)) if n.is_f64() => {
-                    let x = n.as_f64().unwrap_or(0.0);
-                    if c.ends_with("_ms") || c.ends_with("_mb") || c.ends_with("_s") {
-                        format!("{x:.1}")
-                    } else {
-                        format!("{x:.4}")
-                    }
-                }
-                Some(v) => v.to_string(),
-                None => "–".into(),
-            })
-            .collect();
-        t.push_str(&format!("| {target} | {} |\n", cells.join(" | ")));
-    }
-    t
 }

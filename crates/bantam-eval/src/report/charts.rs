@@ -107,7 +107,8 @@ pub fn scatter(points: &[Point], x_label: &str, y_label: &str) -> String {
         );
     }
     // Labels left of their points (whiskers go right); where that would cross the
-    // y axis, right of the point and below its whisker. Then pushed apart vertically.
+    // y axis, right of the point and above its whisker. Then pushed apart vertically
+    // and kept inside the plot.
     let label_w =
         |p: &Point| text_width(&clip(p.series.name, 30), 12.0).max(text_width(&p.note, 11.0));
     let place: Vec<(f64, f64, bool)> = points
@@ -117,7 +118,7 @@ pub fn scatter(points: &[Point], x_label: &str, y_label: &str) -> String {
             if x - 12.0 - label_w(p) >= left + 4.0 {
                 (x - 12.0, y, true)
             } else {
-                (x + 10.0, y + 20.0, false)
+                (x + 10.0, y - 22.0, false)
             }
         })
         .collect();
@@ -130,7 +131,7 @@ pub fn scatter(points: &[Point], x_label: &str, y_label: &str) -> String {
         label_y[i] = y;
         last = y;
     }
-    let overflow = (last + 14.0 - (h - 4.0)).max(0.0);
+    let overflow = (last + 14.0 - (top + ph - 4.0)).max(0.0);
     for y in &mut label_y {
         *y = (*y - overflow).max(top + 10.0);
     }
@@ -463,6 +464,45 @@ mod tests {
         let (a, b) = (cx("#111111"), cx("#222222"));
         assert!(a.0 < b.0, "slower is further right");
         assert!(a.1 > b.1, "better is higher");
+    }
+
+    #[test]
+    fn scatter_labels_stay_inside_the_plot_and_apart() {
+        // Three weak targets near the origin, one of them with a long whisker.
+        let pts: Vec<Point> = [
+            (160.0, 0.09, 2000.0),
+            (1400.0, 0.04, 1560.0),
+            (240.0, 0.23, 600.0),
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, &(x, y, hi))| Point {
+            series: s(
+                ["gemma3:270m", "smollm2:135m", "qwen2.5-coder:0.5b"][i],
+                "#123456",
+            ),
+            x,
+            x_hi: Some(hi),
+            y,
+            note: "local, no price".into(),
+            title: String::new(),
+        })
+        .collect();
+        let svg = scatter(&pts, "ms", "accuracy");
+        coords_finite(&svg);
+        let mut ys: Vec<f64> = svg
+            .split("<text ")
+            .filter(|t| t.contains("font-weight=\"600\""))
+            .map(|t| {
+                let p = t.find(" y=\"").unwrap() + 4;
+                t[p..p + t[p..].find('"').unwrap()].parse().unwrap()
+            })
+            .collect();
+        assert_eq!(ys.len(), 3);
+        ys.sort_by(f64::total_cmp);
+        // Plot area: y from 16 to 420 - 52; the note line is 14 px below the name.
+        assert!(ys.iter().all(|&y| y >= 16.0 && y + 14.0 <= 368.0), "{ys:?}");
+        assert!(ys.windows(2).all(|w| w[1] - w[0] >= 30.0 - 1e-9), "{ys:?}");
     }
 
     #[test]

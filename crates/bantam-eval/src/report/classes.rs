@@ -113,7 +113,7 @@ pub(super) fn per_class(h: &mut String, targets: &Map<String, Value>, series: &[
     let gap_text = format!("… {} classes left out …", n.saturating_sub(MAX_CLASS_ROWS));
     let _ = write!(
         h,
-        "<section><h2>F1 per class</h2><figure>{}<figcaption>{note} Hover a bar for \
+        "<section id=\"per-class\"><h2>F1 per class</h2><figure>{}<figcaption>{note} Hover a bar for \
          precision, recall and support. A label that was only predicted (support 0) has \
          F1 0 and counts in macro F1, as in scikit-learn; “(none)” is an empty \
          prediction.</figcaption></figure></section>",
@@ -200,7 +200,7 @@ pub(super) fn confusion(h: &mut String, targets: &Map<String, Value>, series: &[
     }
     let _ = write!(
         h,
-        "<section><h2>Confusion matrices</h2><p class=\"note\">Rows are true labels, \
+        "<section id=\"confusion\"><h2>Confusion matrices</h2><p class=\"note\">Rows are true labels, \
          columns predicted labels, both in summary.json's (sorted) label order; a cell's \
          colour is its share of the row's items, so a dark diagonal is good, and a \
          diagonal cell has a black outline. Hover a cell for the labels and the count. \

@@ -291,7 +291,7 @@ fn header(h: &mut String, meta: &Meta, targets: &Map<String, Value>, task: &Task
 
 fn table(h: &mut String, task: &Task, targets: &Map<String, Value>, series: &[Series]) {
     let cols = columns(task, targets);
-    h.push_str("<section><h2>Summary</h2><div class=\"scroll\"><table><thead><tr><th>target</th>");
+    h.push_str("<section id=\"summary\"><h2>Summary</h2><div class=\"scroll\"><table><thead><tr><th>target</th>");
     for c in &cols {
         // Long metric names may break after their underscores.
         let _ = write!(h, "<th>{}</th>", escape(c).replace('_', "_<wbr/>"));
@@ -369,7 +369,7 @@ fn overview(h: &mut String, task: &Task, targets: &Map<String, Value>, series: &
         .collect();
     let _ = write!(
         h,
-        "<section><h2>Quality against latency</h2><figure>{}<figcaption>Each target at \
+        "<section id=\"quality-latency\"><h2>Quality against latency</h2><figure>{}<figcaption>Each target at \
          its median latency per item (x) and {main} (y); the whisker reaches the 95th \
          percentile. Up and to the left is better. The second label line is the cost per \
          1000 items when a price per hour was given (<code>--price-per-hour</code>), else \
@@ -414,7 +414,7 @@ fn overview(h: &mut String, task: &Task, targets: &Map<String, Value>, series: &
         .collect();
     let _ = write!(
         h,
-        "<section><h2>Quality and latency per target</h2><div class=\"row\"><figure>{}\
+        "<section id=\"per-target\"><h2>Quality and latency per target</h2><div class=\"row\"><figure>{}\
          <figcaption>{caption}</figcaption></figure><figure>{}<figcaption>Latency \
          percentiles per item (nearest rank).</figcaption></figure></div></section>",
         charts::grouped_bars(bars, series, &values, "score", |v| format!("{v:.3}")),
