@@ -84,10 +84,16 @@ pub trait Backend: Send + Sync {
     fn call(&self, call: Call) -> BoxFuture<'_, Result<Reply, BackendError>>;
 }
 
-/// Makes local backends (implemented above this crate, where the engine pool is).
+/// Makes local backends and embedders (implemented above this crate, where the
+/// engine and the store are).
 pub trait LocalFactory: Send + Sync {
     /// A backend running `cfg.model` from the local store.
     fn local(&self, cfg: BackendConfig) -> Arc<dyn Backend>;
+
+    /// An embedding model from the local store (for `learned` routes).
+    fn embedder(&self, model: &str) -> Result<Arc<dyn crate::learned::Embed>, String> {
+        Err(format!("no embedding model {model:?} available here"))
+    }
 }
 
 /// Token counts of an answer.

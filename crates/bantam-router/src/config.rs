@@ -227,6 +227,24 @@ pub enum PolicyKind {
     /// The first matching rule, else `default`.
     #[default]
     Rules,
+    /// The first matching rule, else a classifier over the prompt's embedding
+    /// (`[routes.learned]`) picks `local` or `escalate`.
+    Learned,
+}
+
+/// `[routes.learned]`: the classifier of a `learned` route.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LearnedConfig {
+    /// The router file written by `bantam router train`.
+    pub model: PathBuf,
+    /// Backend for prompts scored below the threshold.
+    pub local: String,
+    /// Backend for prompts scored at or above it.
+    pub escalate: String,
+    /// Override the file's calibrated threshold (0..1).
+    #[serde(default)]
+    pub threshold: Option<f32>,
 }
 
 /// One `[[routes]]` entry: a virtual model name.
@@ -243,9 +261,12 @@ pub struct RouteConfig {
     /// Policy.
     #[serde(default)]
     pub policy: PolicyKind,
-    /// Rules of the `rules` policy, tried in order.
+    /// Rules, tried in order (both policies).
     #[serde(default)]
     pub rules: Vec<RuleConfig>,
+    /// The classifier of a `learned` route.
+    #[serde(default)]
+    pub learned: Option<LearnedConfig>,
     /// On a failure of the chosen backend, try the route's other backends in order.
     #[serde(default = "yes")]
     pub fallback: bool,
@@ -357,6 +378,32 @@ impl RoutingConfig {
             }
             if let Some(d) = &r.default {
                 known(d, "default")?;
+            }
+            match (&r.policy, &r.learned) {
+                (PolicyKind::Learned, Some(l)) => {
+                    known(&l.local, "learned.local")?;
+                    known(&l.escalate, "learned.escalate")?;
+                    if l.threshold.is_some_and(|t| !(0.0..=1.0).contains(&t)) {
+                        return Err(ConfigError(format!(
+                            "route {:?}: learned.threshold must be between 0 and 1",
+                            r.name
+                        )));
+                    }
+                }
+                (PolicyKind::Learned, None) => {
+                    return Err(ConfigError(format!(
+                        "route {:?} has policy = \"learned\" but no [routes.learned] section \
+                         (model = \"router.json\", local = ..., escalate = ...)",
+                        r.name
+                    )))
+                }
+                (PolicyKind::Rules, Some(_)) => {
+                    return Err(ConfigError(format!(
+                        "route {:?} has a [routes.learned] section; set policy = \"learned\"",
+                        r.name
+                    )))
+                }
+                (PolicyKind::Rules, None) => {}
             }
             for rule in &r.rules {
                 known(&rule.backend, "rule backend")?;

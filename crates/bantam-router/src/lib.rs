@@ -12,6 +12,7 @@ pub mod backend;
 pub mod breaker;
 pub mod config;
 mod error;
+pub mod learned;
 pub mod ledger;
 pub mod policy;
 pub mod router;

@@ -216,20 +216,29 @@ impl Rules {
         }
     }
 
-    pub(crate) fn decide(&self, f: &Features) -> Decision {
+    /// The first matching rule's decision.
+    pub(crate) fn first_match(&self, f: &Features) -> Option<Decision> {
         let mut lower = None;
-        for rule in &self.rules {
-            if rule.matches(f, &mut lower) {
-                return Decision {
-                    backend: rule.cfg.backend.clone(),
-                    reason: format!("rule:{}", rule.reason),
-                };
-            }
-        }
+        self.rules
+            .iter()
+            .find(|r| r.matches(f, &mut lower))
+            .map(|rule| Decision {
+                backend: rule.cfg.backend.clone(),
+                reason: format!("rule:{}", rule.reason),
+            })
+    }
+
+    /// The default backend.
+    pub(crate) fn fallback(&self) -> Decision {
         Decision {
             backend: self.default.clone(),
             reason: "default".into(),
         }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn decide(&self, f: &Features) -> Decision {
+        self.first_match(f).unwrap_or_else(|| self.fallback())
     }
 }
 
@@ -246,6 +255,7 @@ mod tests {
             default: None,
             policy: Default::default(),
             rules,
+            learned: None,
             fallback: true,
         })
     }

@@ -13,8 +13,11 @@ use crate::backend::{
     answer_chars, Backend, Call, ChunkStream, Endpoint, LocalFactory, Reply, Tokens,
 };
 use crate::breaker::{Admit, Breaker};
-use crate::config::{BackendConfig, BackendKind, BreakerConfig, Price, RouteConfig, RoutingConfig};
+use crate::config::{
+    BackendConfig, BackendKind, BreakerConfig, PolicyKind, Price, RouteConfig, RoutingConfig,
+};
 use crate::error::{BackendError, ConfigError, RouterError};
+use crate::learned::{Embed, RouterModel};
 use crate::ledger::{Ledger, Record};
 use crate::policy::{Decision, Features, Rules};
 use crate::upstream::Upstream;
@@ -34,6 +37,16 @@ struct Route {
     cfg: RouteConfig,
     rules: Rules,
     largest: Price,
+    learned: Option<Learned>,
+}
+
+/// A `learned` route's classifier.
+struct Learned {
+    model: RouterModel,
+    threshold: f32,
+    embedder: Arc<dyn Embed>,
+    local: String,
+    escalate: String,
 }
 
 /// A routed answer and what happened on the way.
@@ -131,7 +144,35 @@ impl Router {
             );
         }
         let mut routes = HashMap::new();
+        let mut embedders: HashMap<String, Arc<dyn Embed>> = HashMap::new();
         for r in &cfg.routes {
+            let learned = match &r.learned {
+                Some(l) if r.policy == PolicyKind::Learned => {
+                    let model = RouterModel::load(&l.model)?;
+                    let embedder = match embedders.get(&model.embedding_model) {
+                        Some(e) => e.clone(),
+                        None => {
+                            let e = local.embedder(&model.embedding_model).map_err(|e| {
+                                ConfigError(format!(
+                                    "route {:?}: embedding model {:?}: {e}; install it with \
+                                     `bantam pull {}`",
+                                    r.name, model.embedding_model, model.embedding_model
+                                ))
+                            })?;
+                            embedders.insert(model.embedding_model.clone(), e.clone());
+                            e
+                        }
+                    };
+                    Some(Learned {
+                        threshold: l.threshold.unwrap_or(model.threshold),
+                        model,
+                        embedder,
+                        local: l.local.clone(),
+                        escalate: l.escalate.clone(),
+                    })
+                }
+                _ => None,
+            };
             let largest = r
                 .backends
                 .iter()
@@ -148,6 +189,7 @@ impl Router {
                     rules: Rules::new(r),
                     cfg: r.clone(),
                     largest,
+                    learned,
                 },
             );
         }
@@ -227,10 +269,49 @@ impl Router {
             .clone()
     }
 
+    /// A route's decision: the first matching rule; else, for a learned route, the
+    /// classifier; else the default.
+    async fn decide_route(r: &Route, f: &Features) -> Decision {
+        if let Some(d) = r.rules.first_match(f) {
+            return d;
+        }
+        let Some(l) = &r.learned else {
+            return r.rules.fallback();
+        };
+        let text = f.user_text.clone();
+        let emb = l.embedder.clone();
+        let v = tokio::task::spawn_blocking(move || emb.embed(&[text.as_str()])).await;
+        match v {
+            Ok(Ok(mut v)) if !v.is_empty() => {
+                let p = l.model.score(&v.swap_remove(0));
+                let (backend, cmp) = if p >= l.threshold {
+                    (&l.escalate, ">=")
+                } else {
+                    (&l.local, "<")
+                };
+                Decision {
+                    backend: backend.clone(),
+                    reason: format!("learned:{p:.3}{cmp}{:.3}", l.threshold),
+                }
+            }
+            other => {
+                let why = match other {
+                    Ok(Err(e)) => e,
+                    Err(e) => e.to_string(),
+                    Ok(Ok(_)) => "no embedding".into(),
+                };
+                tracing::warn!(route = %r.cfg.name, error = %why, "embedding failed; using the default backend");
+                let mut d = r.rules.fallback();
+                d.reason = "default (embedding failed)".into();
+                d
+            }
+        }
+    }
+
     /// Which backends to try, in order, and why the first.
-    fn plan(&self, model: &str, f: &Features) -> (Option<&Route>, Vec<Arc<Slot>>, Decision) {
+    async fn plan(&self, model: &str, f: &Features) -> (Option<&Route>, Vec<Arc<Slot>>, Decision) {
         if let Some(r) = self.routes.get(model) {
-            let d = r.rules.decide(f);
+            let d = Self::decide_route(r, f).await;
             let mut order = vec![self.slots[&d.backend].clone()];
             if r.cfg.fallback {
                 for b in &r.cfg.backends {
@@ -254,7 +335,7 @@ impl Router {
 
     /// Decide only (no call): the backend a request would go to first, and why. Used
     /// to measure the policy's overhead.
-    pub fn decide(
+    pub async fn decide(
         &self,
         endpoint: Endpoint,
         body: &Value,
@@ -262,7 +343,7 @@ impl Router {
     ) -> Decision {
         let model = body.get("model").and_then(Value::as_str).unwrap_or("");
         let f = Features::of(endpoint, body, headers);
-        self.plan(model, &f).2
+        self.plan(model, &f).await.2
     }
 
     /// Route one request.
@@ -289,7 +370,7 @@ impl Router {
             body["stream_options"] = json!({"include_usage": true});
         }
         let features = Features::of(endpoint, &body, headers);
-        let (route, order, decision) = self.plan(&model, &features);
+        let (route, order, decision) = self.plan(&model, &features).await;
         let fallback_enabled = route.is_none_or(|r| r.cfg.fallback);
         let mut failures: Vec<String> = Vec::new();
         let mut attempts = 0u32;

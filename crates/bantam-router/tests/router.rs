@@ -4,6 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
+use bantam_router::learned::{self, Embed, RouterModel, TrainOptions};
 use bantam_router::{
     Backend, BackendConfig, BackendError, Call, Endpoint, Ledger, LocalFactory, Reply, Router,
     RouterError, RoutingConfig, UsageQuery,
@@ -89,7 +90,38 @@ struct Factory {
     calls: Arc<Mutex<Vec<String>>>,
 }
 
+/// Bag of words hashed into 256 dimensions (FNV-1a), L2-normalised: enough for a classifier
+/// to learn "mentions law" here.
+struct Hashing;
+
+fn bucket(w: &str) -> usize {
+    (w.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    }) % 256) as usize
+}
+
+impl Embed for Hashing {
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, String> {
+        Ok(texts
+            .iter()
+            .map(|t| {
+                let mut v = vec![0f32; 256];
+                for w in t.split_whitespace() {
+                    v[bucket(&w.to_lowercase())] += 1.0;
+                }
+                let n = v.iter().map(|a| a * a).sum::<f32>().sqrt().max(1e-6);
+                v.iter().map(|a| a / n).collect()
+            })
+            .collect())
+    }
+}
+
 impl LocalFactory for Factory {
+    fn embedder(&self, model: &str) -> Result<Arc<dyn Embed>, String> {
+        assert_eq!(model, "hashing-8");
+        Ok(Arc::new(Hashing))
+    }
+
     fn local(&self, cfg: BackendConfig) -> Arc<dyn Backend> {
         let script = self
             .scripts
@@ -425,4 +457,73 @@ fn missing_environment_is_a_clear_error() {
     let f = Factory::default();
     let e = Router::new(&upstream_config("NOPE"), Arc::new(f), None, &|_| None).unwrap_err();
     assert!(e.to_string().contains("NOPE is not set"), "{e}");
+}
+
+#[tokio::test]
+async fn learned_route_scores_the_embedding_after_the_rules() {
+    // Train on "law" prompts (escalate) vs small talk (local).
+    let law = ["statute", "liability", "tort", "plaintiff"];
+    let chat = ["weather", "hello", "lunch", "movie"];
+    let mut texts = Vec::new();
+    let mut labels = Vec::new();
+    for (i, w) in law.iter().chain(chat.iter()).enumerate() {
+        for filler in ["please", "tell me about", "what is the", "quick question"] {
+            texts.push(format!("{filler} {w}"));
+            labels.push(i < law.len());
+        }
+    }
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let x = Hashing.embed(&refs).unwrap();
+    let (w, b) = learned::train(&x, &labels, TrainOptions::default());
+    let mut m = RouterModel {
+        format: 1,
+        embedding_model: "hashing-8".into(),
+        dim: 256,
+        weights: w,
+        bias: b,
+        threshold: 0.5,
+        target_escalation: None,
+        calibration: Vec::new(),
+        trained: Default::default(),
+    };
+    let scores: Vec<f32> = x.iter().map(|v| m.score(v)).collect();
+    m.threshold = learned::threshold_for_share(&scores, 0.5);
+    let ev = learned::evaluate(&scores, &labels, m.threshold);
+    assert!(ev.accuracy > 0.9, "{ev:?} {scores:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("router.json");
+    std::fs::write(&path, serde_json::to_string(&m).unwrap()).unwrap();
+    let cfg = config(&format!(
+        r#"
+        [[routes]]
+        name = "smart"
+        policy = "learned"
+        backends = ["small", "medium"]
+        learned = {{ model = "{}", local = "small", escalate = "medium" }}
+        [[routes.rules]]
+        backend = "small"
+        reason = "greeting"
+        keywords = ["hello"]
+        "#,
+        path.display()
+    ));
+    let f = Factory::default();
+    let r = Router::new(&cfg, Arc::new(f), None, &|_| None).unwrap();
+    let ask = |t: &str| json!({"model": "smart", "messages": [{"role": "user", "content": t}]});
+    let d = r
+        .decide(Endpoint::Chat, &ask("what is the tort"), HashMap::new())
+        .await;
+    assert_eq!(d.backend, "medium", "{d:?}");
+    assert!(d.reason.starts_with("learned:"), "{d:?}");
+    let d = r
+        .decide(Endpoint::Chat, &ask("quick question lunch"), HashMap::new())
+        .await;
+    assert_eq!(d.backend, "small", "{d:?}");
+    let d = r
+        .decide(Endpoint::Chat, &ask("hello statute"), HashMap::new())
+        .await;
+    assert_eq!(
+        (d.backend.as_str(), d.reason.as_str()),
+        ("small", "rule:greeting")
+    );
 }
