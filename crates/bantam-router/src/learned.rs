@@ -286,10 +286,7 @@ mod tests {
         let table = calibration_table(&scores, &y, &[t]);
         assert!(table.len() >= 10);
         assert!(table.windows(2).all(|w| w[0].escalated <= w[1].escalated));
-        assert_eq!(
-            threshold_for_share(&scores, 0.0) > scores.iter().cloned().fold(0.0, f32::max),
-            true
-        );
+        assert!(threshold_for_share(&scores, 0.0) > scores.iter().cloned().fold(0.0, f32::max));
     }
 
     #[test]
