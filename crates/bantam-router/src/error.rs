@@ -147,7 +147,7 @@ pub(crate) fn truncate(s: &str, n: usize) -> String {
         s.to_string()
     } else {
         let mut t: String = s.chars().take(n).collect();
-        t.push('…');
+        t.push_str("...");
         t
     }
 }

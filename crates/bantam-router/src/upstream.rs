@@ -56,17 +56,26 @@ impl Upstream {
     }
 
     fn unreachable(&self, e: &reqwest::Error) -> BackendError {
-        // reqwest's Display hides the cause ("error sending request"); the chain
-        // says "connection refused".
-        let mut reason = e.to_string();
+        // reqwest's Display hides the cause ("error sending request for url …"); the
+        // innermost source says what happened ("Connection refused (os error 111)").
+        let mut cause = e.to_string();
         let mut src = std::error::Error::source(e);
         while let Some(s) = src {
-            reason = format!("{reason}: {s}");
+            cause = s.to_string();
             src = s.source();
         }
+        let what = if e.is_connect() {
+            "connect"
+        } else if e.is_timeout() {
+            "timeout"
+        } else if e.is_body() || e.is_decode() {
+            "reading the response"
+        } else {
+            "request"
+        };
         BackendError::Unreachable {
             backend: self.cfg.name.clone(),
-            reason,
+            reason: format!("{what}: {cause}"),
             timeout: e.is_timeout(),
         }
     }

@@ -57,6 +57,9 @@ pub struct ServeArgs {
     /// validation (with a growing repetition penalty) before the request fails.
     #[arg(long, env = "BANTAM_STRUCTURED_RETRIES")]
     pub structured_retries: Option<u32>,
+    /// The cost ledger (SQLite; default BANTAM_HOME/usage.db).
+    #[arg(long, env = "BANTAM_USAGE_DB", value_name = "FILE")]
+    pub usage_db: Option<PathBuf>,
 }
 
 /// Resolve the final configuration.
@@ -111,6 +114,9 @@ pub fn resolve(a: &ServeArgs) -> Result<ServerConfig> {
     }
     if let Some(v) = a.structured_retries {
         cfg.structured_retries = v;
+    }
+    if let Some(v) = &a.usage_db {
+        cfg.usage.path = Some(v.clone());
     }
     Ok(cfg)
 }

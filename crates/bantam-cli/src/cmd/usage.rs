@@ -22,7 +22,7 @@ pub struct UsageArgs {
     #[arg(long)]
     pub json: bool,
     /// The ledger file (default: `[usage] path` of --config, else BANTAM_HOME/usage.db).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, env = "BANTAM_USAGE_DB", value_name = "FILE")]
     pub db: Option<PathBuf>,
     /// The server's TOML configuration (to find its ledger).
     #[arg(long, env = "BANTAM_CONFIG", value_name = "FILE")]
