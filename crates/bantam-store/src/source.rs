@@ -13,6 +13,9 @@ pub enum WheelMember {
     Path(String),
     /// The single file that is not Python code or wheel metadata.
     SingleData,
+    /// A sentence-transformers BERT model directory (this path inside the wheel,
+    /// ending in `/`), converted to GGUF while pulling (see [`crate::convert`]).
+    SentenceTransformers(String),
 }
 
 /// One wheel of a (possibly split) model.
@@ -48,7 +51,8 @@ pub enum Source {
 
 impl Source {
     /// Parse `pip:PKG==VER[:MEMBER][,PKG==VER[:MEMBER]…]`, `hf://ORG/REPO/FILE[@REV]`,
-    /// `http(s)://…` or a path to an existing file.
+    /// `http(s)://…` or a path to an existing file. A MEMBER ending in `/` is a
+    /// sentence-transformers model directory to convert to GGUF.
     pub fn parse(s: &str) -> Result<Self, StoreError> {
         let bad = || StoreError::BadSource(s.to_string());
         if let Some(rest) = s.strip_prefix("pip:") {
@@ -56,6 +60,9 @@ impl Source {
                 .split(',')
                 .map(|p| {
                     let (spec, member) = match p.split_once(':') {
+                        Some((spec, m)) if m.ends_with('/') => {
+                            (spec, WheelMember::SentenceTransformers(m.to_string()))
+                        }
                         Some((spec, m)) => (spec, WheelMember::Path(m.to_string())),
                         None => (p, WheelMember::SingleData),
                     };
@@ -105,6 +112,10 @@ impl Source {
         match self {
             Source::Pip(parts) => {
                 let first = &parts[0];
+                if let (1, WheelMember::SentenceTransformers(dir)) = (parts.len(), &first.member) {
+                    // Says that the file is converted, and parses back to this source.
+                    return format!("pip:{}=={}:{dir}", first.package, first.version);
+                }
                 if parts.len() == 1 {
                     format!("pip:{}=={}", first.package, first.version)
                 } else {
@@ -189,6 +200,14 @@ mod tests {
         };
         assert_eq!(p[0].member, WheelMember::Path("x/y.gguf".into()));
         assert_eq!(p[1].member, WheelMember::SingleData);
+        let st = Source::parse("pip:m==0.1:pkg/model/").unwrap();
+        let Source::Pip(p) = &st else { panic!() };
+        assert_eq!(
+            p[0].member,
+            WheelMember::SentenceTransformers("pkg/model/".into())
+        );
+        assert_eq!(st.describe(), "pip:m==0.1:pkg/model/");
+        assert_eq!(Source::parse(&st.describe()).unwrap(), st);
         for bad in ["hf://org", "pip:nover", "nonexistent-file.gguf", "ftp://x"] {
             assert!(Source::parse(bad).is_err(), "{bad}");
         }
