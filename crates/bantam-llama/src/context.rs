@@ -18,6 +18,35 @@ pub enum FlashAttention {
     Off,
 }
 
+/// How a context pools token vectors into one vector per sequence (llama.cpp's
+/// `llama_pooling_type`). Only meaningful with `embeddings` on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pooling {
+    /// Whatever the model's GGUF declares (`<arch>.pooling_type`).
+    #[default]
+    ModelDefault,
+    /// No pooling: one vector per token.
+    None,
+    /// Mean of the sequence's token vectors.
+    Mean,
+    /// The first token's (`[CLS]`) vector.
+    Cls,
+    /// The last token's vector.
+    Last,
+}
+
+impl Pooling {
+    fn raw(self) -> llama_cpp_sys_2::llama_pooling_type {
+        match self {
+            Pooling::ModelDefault => llama_cpp_sys_2::LLAMA_POOLING_TYPE_UNSPECIFIED,
+            Pooling::None => llama_cpp_sys_2::LLAMA_POOLING_TYPE_NONE,
+            Pooling::Mean => llama_cpp_sys_2::LLAMA_POOLING_TYPE_MEAN,
+            Pooling::Cls => llama_cpp_sys_2::LLAMA_POOLING_TYPE_CLS,
+            Pooling::Last => llama_cpp_sys_2::LLAMA_POOLING_TYPE_LAST,
+        }
+    }
+}
+
 /// Shape of a context.
 #[derive(Debug, Clone)]
 pub struct ContextParams {
@@ -39,6 +68,8 @@ pub struct ContextParams {
     pub kv_unified: bool,
     /// Produce embeddings instead of (or as well as) logits.
     pub embeddings: bool,
+    /// Pooling of embeddings per sequence.
+    pub pooling: Pooling,
 }
 
 impl Default for ContextParams {
@@ -53,6 +84,7 @@ impl Default for ContextParams {
             flash_attention: FlashAttention::Off,
             kv_unified: true,
             embeddings: false,
+            pooling: Pooling::ModelDefault,
         }
     }
 }
@@ -84,6 +116,15 @@ pub enum DecodeError {
     /// The batch was rejected as invalid.
     #[error("invalid batch")]
     InvalidBatch,
+    /// A model without a KV cache (an encoder such as BERT) must see every token of
+    /// a batch in one micro-batch; llama.cpp would abort the process otherwise.
+    #[error("{tokens} tokens in one batch, but this encoder context computes at most {n_ubatch} at once")]
+    TooManyTokens {
+        /// Tokens in the batch.
+        tokens: usize,
+        /// The context's micro-batch size.
+        n_ubatch: u32,
+    },
     /// Any other failure code from llama.cpp.
     #[error("llama_decode failed with code {0}")]
     Failed(i32),
@@ -127,6 +168,7 @@ impl Context {
         };
         p.kv_unified = params.kv_unified;
         p.embeddings = params.embeddings;
+        p.pooling_type = params.pooling.raw();
         p.no_perf = false;
         // SAFETY: the model pointer is valid for the lifetime of the returned context
         // because we keep an Arc to it.
@@ -160,6 +202,14 @@ impl Context {
         if batch.is_empty() {
             return Ok(());
         }
+        // Without a memory module llama_decode runs the encoder, which asserts (and
+        // aborts) when the batch does not fit one micro-batch.
+        if !self.has_memory() && batch.len() > self.n_ubatch() as usize {
+            return Err(DecodeError::TooManyTokens {
+                tokens: batch.len(),
+                n_ubatch: self.n_ubatch(),
+            });
+        }
         // SAFETY: the batch's arrays are valid for `n_tokens` entries (Batch checks
         // capacity on every add) and the context is valid.
         let rc = unsafe { llama_cpp_sys_2::llama_decode(self.ptr.as_ptr(), batch.raw()) };
@@ -184,6 +234,70 @@ impl Context {
                 None
             } else {
                 Some(std::slice::from_raw_parts(p, self.n_vocab))
+            }
+        }
+    }
+
+    /// Physical micro-batch size.
+    pub fn n_ubatch(&self) -> u32 {
+        // SAFETY: valid context.
+        unsafe { llama_cpp_sys_2::llama_n_ubatch(self.ptr.as_ptr()) }
+    }
+
+    /// Largest number of distinct sequences (sequence ids are `0..n_seq_max`).
+    pub fn n_seq_max(&self) -> u32 {
+        // SAFETY: valid context.
+        unsafe { llama_cpp_sys_2::llama_n_seq_max(self.ptr.as_ptr()) }
+    }
+
+    /// Whether the context keeps a KV cache (false for encoders such as BERT, whose
+    /// every batch is computed on its own).
+    pub fn has_memory(&self) -> bool {
+        !self.memory().is_null()
+    }
+
+    /// Remove every sequence from the KV cache (no-op without one).
+    pub fn clear_memory(&mut self) {
+        // SAFETY: the handle is valid or null, and llama_memory_clear accepts null.
+        unsafe { llama_cpp_sys_2::llama_memory_clear(self.memory(), true) }
+    }
+
+    /// Use causal (left-to-right) or full attention from the next decode on.
+    pub fn set_causal_attn(&mut self, causal: bool) {
+        // SAFETY: valid context; the flag is read at the next decode.
+        unsafe { llama_cpp_sys_2::llama_set_causal_attn(self.ptr.as_ptr(), causal) }
+    }
+
+    /// The pooling this context applies (the model's default resolved).
+    pub fn pooling(&self) -> Pooling {
+        // SAFETY: valid context.
+        match unsafe { llama_cpp_sys_2::llama_pooling_type(self.ptr.as_ptr()) } {
+            llama_cpp_sys_2::LLAMA_POOLING_TYPE_MEAN => Pooling::Mean,
+            llama_cpp_sys_2::LLAMA_POOLING_TYPE_CLS => Pooling::Cls,
+            llama_cpp_sys_2::LLAMA_POOLING_TYPE_LAST => Pooling::Last,
+            _ => Pooling::None,
+        }
+    }
+
+    /// The pooled embedding of sequence `seq` from the last decoded batch (a context
+    /// created with `embeddings` on and mean, CLS or last pooling). `None` if the
+    /// sequence was not in that batch or the context does not pool.
+    pub fn embeddings_seq(&self, seq: i32) -> Option<&[f32]> {
+        if !matches!(self.pooling(), Pooling::Mean | Pooling::Cls | Pooling::Last) {
+            return None;
+        }
+        let n = self.model.n_embd_out();
+        // SAFETY: llama_get_embeddings_seq synchronises the context (which only one
+        // thread drives: `Context` is not Sync) and returns null for a sequence without
+        // a pooled vector; otherwise the vector holds n_embd_out floats (the pooled
+        // output width for these pooling types) and stays valid until the next decode
+        // or clear, both of which need `&mut self`.
+        unsafe {
+            let p = llama_cpp_sys_2::llama_get_embeddings_seq(self.ptr.as_ptr(), seq);
+            if p.is_null() {
+                None
+            } else {
+                Some(std::slice::from_raw_parts(p, n))
             }
         }
     }

@@ -22,6 +22,6 @@ mod model;
 mod runtime;
 
 pub use batch::{Batch, BatchError};
-pub use context::{Context, ContextError, ContextParams, DecodeError, FlashAttention};
+pub use context::{Context, ContextError, ContextParams, DecodeError, FlashAttention, Pooling};
 pub use model::{LoadError, Model, ModelParams, Token};
 pub use runtime::{runtime, Runtime, RuntimeInfo};

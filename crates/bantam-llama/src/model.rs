@@ -187,6 +187,13 @@ impl Model {
         unsafe { llama_cpp_sys_2::llama_model_n_embd(self.ptr.as_ptr()) }.max(0) as usize
     }
 
+    /// Width of the model's output vectors (pooled embeddings); equals
+    /// [`n_embd`](Self::n_embd) for most models.
+    pub fn n_embd_out(&self) -> usize {
+        // SAFETY: the model is valid.
+        unsafe { llama_cpp_sys_2::llama_model_n_embd_out(self.ptr.as_ptr()) }.max(0) as usize
+    }
+
     /// Number of parameters.
     pub fn n_params(&self) -> u64 {
         // SAFETY: the model is valid.
