@@ -942,6 +942,73 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn converts_from_a_wheel_and_installs_as_an_embedding_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("model");
+        std::fs::create_dir_all(&model).unwrap();
+        tiny_bert_dir(&model);
+        let direct = dir.path().join("direct.gguf");
+        let opts = ConvertOptions {
+            name: Some("pkg".into()),
+            license: None,
+        };
+        convert_dir(&model, &direct, &opts).unwrap();
+        // The same directory inside a wheel, as `bantam pull` sees it.
+        let wheel = dir.path().join("pkg-0.1-py3-none-any.whl");
+        {
+            let mut z = zip::ZipWriter::new(std::fs::File::create(&wheel).unwrap());
+            let o = zip::write::SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Deflated);
+            z.start_file("pkg/__init__.py", o).unwrap();
+            for name in [
+                "config.json",
+                "vocab.txt",
+                "tokenizer_config.json",
+                "modules.json",
+                "model.safetensors",
+                "1_Pooling/config.json",
+            ] {
+                z.start_file(format!("pkg/model/{name}"), o).unwrap();
+                z.write_all(&std::fs::read(model.join(name)).unwrap())
+                    .unwrap();
+            }
+            z.finish().unwrap();
+        }
+        let mut zip = zip::ZipArchive::new(std::fs::File::open(&wheel).unwrap()).unwrap();
+        let mut files = ZipFiles {
+            zip: &mut zip,
+            prefix: "pkg/model/".into(),
+            archive: wheel.clone(),
+        };
+        let mut from_wheel = Vec::new();
+        convert_sentence_transformers(&mut files, &opts, &mut from_wheel).unwrap();
+        assert_eq!(from_wheel, std::fs::read(&direct).unwrap());
+
+        let info = GgufInfo::read(&direct).unwrap();
+        assert!(info.is_embedding_model());
+        let plain = crate::gguf::tiny_gguf("llama", &[]);
+        assert!(!GgufInfo::from_reader(&plain[..])
+            .unwrap()
+            .is_embedding_model());
+
+        let store = crate::Store::open(dir.path().join("home")).unwrap();
+        let m = store
+            .pull(
+                direct.to_str().unwrap(),
+                &crate::PullOptions {
+                    name: Some("tiny-bert:test".into()),
+                    ..Default::default()
+                },
+                &crate::NoProgress,
+            )
+            .unwrap();
+        assert_eq!(m.architecture.as_deref(), Some("bert"));
+        assert_eq!(m.quantization.as_deref(), Some("F32"));
+        assert_eq!(m.context_length, Some(16));
+        assert_eq!(m.options["flash_attention"], "off");
+    }
+
+    #[test]
     fn rejects_what_llama_cpp_cannot_run() {
         let convert = |edit: &dyn Fn(&Path)| {
             let dir = tempfile::tempdir().unwrap();

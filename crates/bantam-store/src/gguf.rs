@@ -212,6 +212,16 @@ impl GgufInfo {
         Some(file_type_name(ft).map_or_else(|| format!("file_type {ft}"), str::to_string))
     }
 
+    /// Whether this is an embedding model: the file declares how token vectors are
+    /// pooled into one per sequence (`<arch>.pooling_type` other than none), as
+    /// BERT-family sentence encoders do.
+    pub fn is_embedding_model(&self) -> bool {
+        self.architecture()
+            .and_then(|a| self.metadata.get(&format!("{a}.pooling_type")))
+            .and_then(MetaValue::as_u64)
+            .is_some_and(|p| p > 0)
+    }
+
     /// Whether the file carries a chat template.
     pub fn has_chat_template(&self) -> bool {
         self.metadata.contains_key("tokenizer.chat_template")
