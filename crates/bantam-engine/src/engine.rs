@@ -138,6 +138,7 @@ impl Engine {
             flash_attention: cfg.flash_attention.into(),
             kv_unified: cfg.kv_unified,
             embeddings: false,
+            pooling: bantam_llama::Pooling::None,
         };
         let inflight = Arc::new(AtomicUsize::new(0));
         let (tx, rx) = mpsc::channel::<Command>();
@@ -166,6 +167,14 @@ impl Engine {
                         return;
                     }
                 };
+                if !ctx.has_memory() {
+                    let _ = ready_tx.send(Err(
+                        "it is an encoder-only (embedding) model without a KV cache and cannot \
+                         generate text; use it through bantam_engine::Embedder"
+                            .into(),
+                    ));
+                    return;
+                }
                 let _ = ready_tx.send(Ok(()));
                 Scheduler::new(ctx, parallel as usize, sched_cfg, thread_inflight).run(rx);
             })

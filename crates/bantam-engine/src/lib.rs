@@ -9,12 +9,15 @@
 //!   incremental UTF-8 decoding, independent of llama.cpp and unit-tested here.
 //! * [`template`] — chat templates rendered from the model's own Jinja template, with
 //!   family fallbacks for models that ship none.
+//! * [`Embedder`] — sentence embeddings from an encoder model (all-MiniLM-L6-v2),
+//!   pooled and L2-normalised, several texts per llama.cpp batch.
 //!
 //! Concurrency: the engine thread owns the llama.cpp context exclusively; everything
 //! else talks to it over channels. The shared [`bantam_llama::Model`] is read-only.
 
 pub mod config;
 pub mod detok;
+mod embed;
 mod engine;
 mod error;
 mod pool;
@@ -25,6 +28,7 @@ pub mod stop;
 pub mod template;
 
 pub use config::{EngineConfig, PoolConfig};
+pub use embed::{Embedder, Embeddings};
 pub use engine::{Engine, EventStream, ModelInfo};
 pub use error::EngineError;
 pub use pool::{ModelPool, ModelResolver, ResolvedModel};
