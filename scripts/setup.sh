@@ -22,3 +22,5 @@ python3 -c 'import openai' 2>/dev/null || python3 -m pip install -q --disable-pi
 python3 -c 'import jsonschema' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check 'jsonschema>=4.18'
 # Reference implementations the evaluation metrics are checked against.
 python3 -c 'import sacrebleu, sklearn, rouge_score' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check 'sacrebleu>=2.4' 'scikit-learn>=1.3' 'rouge-score>=0.1.2'
+# The all-MiniLM-L6-v2 reference (tests/python/minilm_reference.py): HF tokenizers and a numpy forward pass.
+python3 -c 'import numpy, safetensors, tokenizers' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check numpy 'safetensors>=0.4' 'tokenizers>=0.15'
