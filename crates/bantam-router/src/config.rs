@@ -230,6 +230,27 @@ pub enum PolicyKind {
     /// The first matching rule, else a classifier over the prompt's embedding
     /// (`[routes.learned]`) picks `local` or `escalate`.
     Learned,
+    /// The first matching rule, else answer with `local` and escalate when the
+    /// answer fails a check (`[routes.cascade]`: token confidence; a structured
+    /// output the local model could not finish or validate always escalates).
+    Cascade,
+}
+
+/// `[routes.cascade]`: the checks of a `cascade` route.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CascadeConfig {
+    /// Backend that answers first.
+    pub local: String,
+    /// Backend for answers that fail a check.
+    pub escalate: String,
+    /// Escalate when the mean log-probability of the answer's tokens is below this
+    /// (e.g. -1.0; the answer's geometric-mean token probability below e^-1 ≈ 0.37).
+    #[serde(default)]
+    pub min_mean_logprob: Option<f32>,
+    /// Escalate when any token's log-probability is below this.
+    #[serde(default)]
+    pub min_token_logprob: Option<f32>,
 }
 
 /// `[routes.learned]`: the classifier of a `learned` route.
@@ -267,6 +288,9 @@ pub struct RouteConfig {
     /// The classifier of a `learned` route.
     #[serde(default)]
     pub learned: Option<LearnedConfig>,
+    /// The checks of a `cascade` route.
+    #[serde(default)]
+    pub cascade: Option<CascadeConfig>,
     /// On a failure of the chosen backend, try the route's other backends in order.
     #[serde(default = "yes")]
     pub fallback: bool,
@@ -403,7 +427,39 @@ impl RoutingConfig {
                         r.name
                     )))
                 }
-                (PolicyKind::Rules, None) => {}
+                (PolicyKind::Rules | PolicyKind::Cascade, None) => {}
+                (PolicyKind::Cascade, Some(_)) => {
+                    return Err(ConfigError(format!(
+                        "route {:?} has a [routes.learned] section; set policy = \"learned\"",
+                        r.name
+                    )))
+                }
+            }
+            match (&r.policy, &r.cascade) {
+                (PolicyKind::Cascade, Some(c)) => {
+                    known(&c.local, "cascade.local")?;
+                    known(&c.escalate, "cascade.escalate")?;
+                    if c.local == c.escalate {
+                        return Err(ConfigError(format!(
+                            "route {:?}: cascade.local and cascade.escalate must differ",
+                            r.name
+                        )));
+                    }
+                }
+                (PolicyKind::Cascade, None) => {
+                    return Err(ConfigError(format!(
+                        "route {:?} has policy = \"cascade\" but no [routes.cascade] section \
+                         (local = ..., escalate = ..., min_mean_logprob = -1.0)",
+                        r.name
+                    )))
+                }
+                (_, Some(_)) => {
+                    return Err(ConfigError(format!(
+                        "route {:?} has a [routes.cascade] section; set policy = \"cascade\"",
+                        r.name
+                    )))
+                }
+                (_, None) => {}
             }
             for rule in &r.rules {
                 known(&rule.backend, "rule backend")?;

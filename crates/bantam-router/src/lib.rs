@@ -8,8 +8,10 @@
 //!   [`breaker`]s, cost per request;
 //! * [`ledger`]: the durable SQLite record of every request and the usage reports.
 
+mod accounting;
 pub mod backend;
 pub mod breaker;
+pub mod cascade;
 pub mod config;
 mod error;
 pub mod learned;

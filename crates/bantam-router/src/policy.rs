@@ -256,6 +256,7 @@ mod tests {
             policy: Default::default(),
             rules,
             learned: None,
+            cascade: None,
             fallback: true,
         })
     }

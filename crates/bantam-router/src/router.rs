@@ -9,16 +9,16 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde_json::{json, Value};
 
-use crate::backend::{
-    answer_chars, Backend, Call, ChunkStream, Endpoint, LocalFactory, Reply, Tokens,
-};
+use crate::accounting::{cost_of, unix_ms, Ctx};
+use crate::backend::{Backend, Call, ChunkStream, Endpoint, LocalFactory, Reply};
 use crate::breaker::{Admit, Breaker};
+use crate::cascade;
 use crate::config::{
     BackendConfig, BackendKind, BreakerConfig, PolicyKind, Price, RouteConfig, RoutingConfig,
 };
 use crate::error::{BackendError, ConfigError, RouterError};
 use crate::learned::{Embed, RouterModel};
-use crate::ledger::{Ledger, Record};
+use crate::ledger::Ledger;
 use crate::policy::{Decision, Features, Rules};
 use crate::upstream::Upstream;
 
@@ -95,29 +95,6 @@ impl std::fmt::Debug for Router {
             .field("routes", &self.route_order)
             .finish()
     }
-}
-
-fn unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// Header-safe (visible ASCII), bounded.
-fn header_safe(s: &str) -> String {
-    let t: String = s
-        .chars()
-        .map(|c| {
-            if c == ' ' || c.is_ascii_graphic() {
-                c
-            } else {
-                '?'
-            }
-        })
-        .take(240)
-        .collect();
-    t
 }
 
 impl Router {
@@ -311,7 +288,14 @@ impl Router {
     /// Which backends to try, in order, and why the first.
     async fn plan(&self, model: &str, f: &Features) -> (Option<&Route>, Vec<Arc<Slot>>, Decision) {
         if let Some(r) = self.routes.get(model) {
-            let d = Self::decide_route(r, f).await;
+            let d = match (&r.cfg.cascade, r.rules.first_match(f)) {
+                (_, Some(d)) => d,
+                (Some(c), None) => Decision {
+                    backend: c.local.clone(),
+                    reason: CASCADE.into(),
+                },
+                (None, None) => Self::decide_route(r, f).await,
+            };
             let mut order = vec![self.slots[&d.backend].clone()];
             if r.cfg.fallback {
                 for b in &r.cfg.backends {
@@ -354,7 +338,6 @@ impl Router {
         headers: HashMap<String, String>,
     ) -> Result<Routed, RouterError> {
         let started = Instant::now();
-        let ts_ms = unix_ms();
         let model = body
             .get("model")
             .and_then(Value::as_str)
@@ -370,11 +353,94 @@ impl Router {
             body["stream_options"] = json!({"include_usage": true});
         }
         let features = Features::of(endpoint, &body, headers);
-        let (route, order, decision) = self.plan(&model, &features).await;
+        let (route, mut order, decision) = self.plan(&model, &features).await;
+        let ctx = Ctx {
+            ledger: self.ledger.clone(),
+            ts_ms: unix_ms(),
+            started,
+            endpoint,
+            route: route.map(|r| r.cfg.name.clone()),
+            largest: route.map(|r| r.largest),
+            stream,
+            client_usage,
+            prompt_chars: features.prompt_chars,
+        };
         let fallback_enabled = route.is_none_or(|r| r.cfg.fallback);
+        let mut reason = decision.reason.clone();
         let mut failures: Vec<String> = Vec::new();
         let mut attempts = 0u32;
         let mut last: Option<BackendError> = None;
+        // A cascade's local answer, kept in case escalating fails: (body, backend, start).
+        let mut kept: Option<(Value, Arc<Slot>, Instant)> = None;
+        let mut extra_cost = 0.0;
+
+        if let (Some(c), true) = (
+            route.and_then(|r| r.cfg.cascade.as_ref()),
+            decision.reason == CASCADE,
+        ) {
+            let local = self.slots[&c.local].clone();
+            order.retain(|s| s.cfg().name != c.local);
+            let admit = local.breaker.admit(Instant::now());
+            if admit == Admit::No {
+                failures.push(format!("{} circuit open", c.local));
+                reason = "cascade:local circuit open".into();
+            } else {
+                attempts += 1;
+                let (lb, asked) = cascade::local_body(endpoint, &body, &local.cfg().model);
+                let t0 = Instant::now();
+                let res = local
+                    .backend
+                    .call(Call {
+                        endpoint,
+                        body: lb,
+                        stream: false,
+                    })
+                    .await;
+                match res {
+                    Ok(Reply::Full(mut v)) => {
+                        local.breaker.success();
+                        let verdict = cascade::verdict(c, cascade::confidence(endpoint, &v));
+                        if !asked {
+                            cascade::strip_logprobs(&mut v);
+                        }
+                        match verdict {
+                            Ok(why) => {
+                                let reply = as_requested(endpoint, v, stream);
+                                let why = format!("cascade:{why}");
+                                return Ok(ctx
+                                    .answer(local.cfg(), &why, reply, t0, attempts, 0.0)
+                                    .await);
+                            }
+                            Err(why) => {
+                                let secs = t0.elapsed().as_secs_f64();
+                                extra_cost =
+                                    cost_of(&v, &local.cfg().price, features.prompt_chars, secs);
+                                reason = format!("cascade:escalated {why}");
+                                kept = Some((v, local.clone(), t0));
+                            }
+                        }
+                    }
+                    Ok(Reply::Stream(_)) => {
+                        reason = "cascade:local answered a stream".into();
+                    }
+                    Err(e) => {
+                        if e.is_backend_fault() {
+                            local.breaker.failure(Instant::now());
+                        } else if admit == Admit::Trial {
+                            local.breaker.release_trial();
+                        }
+                        if !e.falls_back() {
+                            let tried = vec![format!("{}: {}", c.local, e.short())];
+                            ctx.failed(local.cfg(), &reason, status_of(&e), attempts)
+                                .await;
+                            return Err(RouterError::Backend { error: e, tried });
+                        }
+                        reason = format!("cascade:escalated local failed ({})", e.short());
+                    }
+                }
+            }
+        }
+
         'backends: for slot in &order {
             let cfg = slot.cfg();
             let retries = cfg.retries();
@@ -404,54 +470,12 @@ impl Router {
                 match result {
                     Ok(reply) => {
                         slot.breaker.success();
-                        let mut reason = decision.reason.clone();
                         if !failures.is_empty() {
                             reason = format!("{reason}; fallback after {}", failures.join(", "));
                         }
-                        let acct = Accounting {
-                            ledger: self.ledger.clone(),
-                            record: Record {
-                                ts_ms,
-                                endpoint: endpoint.as_str().into(),
-                                route: route.map(|r| r.cfg.name.clone()),
-                                backend: cfg.name.clone(),
-                                local: cfg.kind == BackendKind::Local,
-                                reason: header_safe(&reason),
-                                status: 200,
-                                stream,
-                                prompt_tokens: 0,
-                                completion_tokens: 0,
-                                estimated: false,
-                                cost_usd: 0.0,
-                                counterfactual_usd: 0.0,
-                                latency_ms: 0.0,
-                                attempts,
-                            },
-                            price: cfg.price,
-                            largest: route.map(|r| r.largest),
-                            prompt_chars: features.prompt_chars,
-                            started,
-                            call_start,
-                        };
-                        return Ok(match reply {
-                            Reply::Full(v) => {
-                                let cost = acct.finish_full(&v).await;
-                                Routed {
-                                    reply: Reply::Full(v),
-                                    backend: cfg.name.clone(),
-                                    route: route.map(|r| r.cfg.name.clone()),
-                                    reason: header_safe(&reason),
-                                    cost_usd: Some(cost),
-                                }
-                            }
-                            Reply::Stream(s) => Routed {
-                                reply: Reply::Stream(acct.wrap(s, client_usage)),
-                                backend: cfg.name.clone(),
-                                route: route.map(|r| r.cfg.name.clone()),
-                                reason: header_safe(&reason),
-                                cost_usd: None,
-                            },
-                        });
+                        return Ok(ctx
+                            .answer(cfg, &reason, reply, call_start, attempts, extra_cost)
+                            .await);
                     }
                     Err(e) => {
                         if e.is_backend_fault() {
@@ -484,6 +508,15 @@ impl Router {
                 break;
             }
         }
+        if let Some((v, slot, t0)) = kept {
+            // Escalation failed: the local answer is better than none.
+            let why = format!(
+                "{reason}; escalation failed: {}; kept the local answer",
+                failures.join(", ")
+            );
+            let reply = as_requested(endpoint, v, stream);
+            return Ok(ctx.answer(slot.cfg(), &why, reply, t0, attempts, 0.0).await);
+        }
         let err = match last {
             Some(error) => RouterError::Backend {
                 error,
@@ -495,48 +528,54 @@ impl Router {
             },
         };
         let (status, backend) = match &err {
-            RouterError::Backend { error, .. } => (
-                match error {
-                    BackendError::Status { status, .. } => *status,
-                    BackendError::Unreachable { timeout: true, .. } => 504,
-                    _ => 502,
-                },
-                match error {
-                    BackendError::Status { backend, .. }
-                    | BackendError::Unreachable { backend, .. }
-                    | BackendError::Broken { backend, .. } => backend.clone(),
-                },
+            RouterError::Backend { error, .. } => (status_of(error), backend_of(error)),
+            RouterError::NoBackend { .. } => (
+                503,
+                order
+                    .first()
+                    .map(|s| s.cfg().name.clone())
+                    .unwrap_or_else(|| model.clone()),
             ),
-            RouterError::NoBackend { .. } => (503, order[0].cfg().name.clone()),
         };
-        let local = self
-            .slots
-            .get(&backend)
-            .map(|s| s.cfg().kind == BackendKind::Local)
-            .unwrap_or(route.is_none());
-        let rec = Record {
-            ts_ms,
-            endpoint: endpoint.as_str().into(),
-            route: route.map(|r| r.cfg.name.clone()),
-            backend,
-            local,
-            reason: header_safe(&format!(
-                "{}; failed: {}",
-                decision.reason,
-                failures.join(", ")
-            )),
-            status,
-            stream,
-            prompt_tokens: 0,
-            completion_tokens: 0,
-            estimated: false,
-            cost_usd: 0.0,
-            counterfactual_usd: 0.0,
-            latency_ms: started.elapsed().as_secs_f64() * 1e3,
-            attempts,
+        let cfg = match self.slots.get(&backend) {
+            Some(s) => s.cfg().clone(),
+            None => BackendConfig::local(&backend, self.local_price),
         };
-        record(self.ledger.clone(), rec).await;
+        let why = format!("{reason}; failed: {}", failures.join(", "));
+        ctx.failed(&cfg, &why, status, attempts).await;
         Err(err)
+    }
+}
+
+/// The reason a cascade route's decision carries when no rule matched.
+const CASCADE: &str = "cascade";
+
+/// A complete answer, streamed if the client asked for a stream.
+fn as_requested(endpoint: Endpoint, v: Value, stream: bool) -> Reply {
+    if stream {
+        let chunks: Vec<Result<Value, BackendError>> = cascade::to_chunks(endpoint, &v)
+            .into_iter()
+            .map(Ok)
+            .collect();
+        Reply::Stream(Box::pin(futures::stream::iter(chunks)))
+    } else {
+        Reply::Full(v)
+    }
+}
+
+fn status_of(e: &BackendError) -> u16 {
+    match e {
+        BackendError::Status { status, .. } => *status,
+        BackendError::Unreachable { timeout: true, .. } => 504,
+        _ => 502,
+    }
+}
+
+fn backend_of(e: &BackendError) -> String {
+    match e {
+        BackendError::Status { backend, .. }
+        | BackendError::Unreachable { backend, .. }
+        | BackendError::Broken { backend, .. } => backend.clone(),
     }
 }
 
@@ -552,131 +591,5 @@ async fn peek(mut s: ChunkStream, name: &str) -> Result<ChunkStream, BackendErro
             backend: name.to_string(),
             reason: "the stream ended before its first chunk".into(),
         }),
-    }
-}
-
-async fn record(ledger: Option<Arc<Ledger>>, rec: Record) {
-    let Some(l) = ledger else { return };
-    let res = tokio::task::spawn_blocking(move || l.record(&rec)).await;
-    match res {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!(error = %e, "could not record usage"),
-        Err(e) => tracing::error!(error = %e, "usage recorder panicked"),
-    }
-}
-
-/// Cost and ledger bookkeeping of one answered request.
-struct Accounting {
-    ledger: Option<Arc<Ledger>>,
-    record: Record,
-    price: Price,
-    largest: Option<Price>,
-    prompt_chars: usize,
-    started: Instant,
-    call_start: Instant,
-}
-
-impl Accounting {
-    fn settle(&mut self, usage: Option<Tokens>, answer_chars: usize) {
-        let t = usage.unwrap_or(Tokens {
-            prompt: self.prompt_chars.div_ceil(4) as u64,
-            completion: answer_chars.div_ceil(4) as u64,
-            estimated: true,
-        });
-        let secs = self.call_start.elapsed().as_secs_f64();
-        let r = &mut self.record;
-        r.prompt_tokens = t.prompt;
-        r.completion_tokens = t.completion;
-        r.estimated = t.estimated;
-        r.cost_usd = self.price.cost(t.prompt, t.completion, secs);
-        r.counterfactual_usd = match self.largest {
-            Some(p) => p.cost(t.prompt, t.completion, secs),
-            None => r.cost_usd,
-        };
-        r.latency_ms = self.started.elapsed().as_secs_f64() * 1e3;
-    }
-
-    async fn finish_full(mut self, body: &Value) -> f64 {
-        let usage = body.get("usage").and_then(Tokens::from_usage);
-        self.settle(usage, answer_chars(body));
-        let cost = self.record.cost_usd;
-        record(self.ledger.clone(), self.record.clone()).await;
-        cost
-    }
-
-    /// Pass the chunks through; note the usage chunk (dropped again when the client
-    /// did not ask for it; given the cost when it did); record when the stream ends,
-    /// fails or is dropped (client gone).
-    fn wrap(self, inner: ChunkStream, client_usage: bool) -> ChunkStream {
-        struct St {
-            inner: ChunkStream,
-            acct: Option<Accounting>,
-            usage: Option<Tokens>,
-            chars: usize,
-            client_usage: bool,
-        }
-        impl Drop for St {
-            fn drop(&mut self) {
-                // Dropped before the end: the client went away.
-                if let Some(mut a) = self.acct.take() {
-                    a.settle(self.usage, self.chars);
-                    a.record.status = 499;
-                    if let Ok(h) = tokio::runtime::Handle::try_current() {
-                        h.spawn(record(a.ledger.clone(), a.record.clone()));
-                    }
-                }
-            }
-        }
-        let st = St {
-            inner,
-            acct: Some(self),
-            usage: None,
-            chars: 0,
-            client_usage,
-        };
-        Box::pin(futures::stream::unfold(st, |mut st| async move {
-            loop {
-                let item = st.inner.next().await;
-                match item {
-                    Some(Ok(mut chunk)) => {
-                        st.chars += answer_chars(&chunk);
-                        if let Some(u) = chunk.get("usage").filter(|u| !u.is_null()) {
-                            st.usage = Tokens::from_usage(u);
-                            let usage_only = chunk
-                                .get("choices")
-                                .and_then(Value::as_array)
-                                .is_none_or(|c| c.is_empty());
-                            if !st.client_usage {
-                                if usage_only {
-                                    continue;
-                                }
-                                chunk["usage"] = Value::Null;
-                            } else if let Some(a) = st.acct.as_mut() {
-                                a.settle(st.usage, st.chars);
-                                chunk["usage"]["cost_usd"] = json!(a.record.cost_usd);
-                            }
-                        }
-                        return Some((Ok(chunk), st));
-                    }
-                    Some(Err(e)) => {
-                        if let Some(mut a) = st.acct.take() {
-                            a.settle(st.usage, st.chars);
-                            a.record.status = 502;
-                            a.record.reason =
-                                header_safe(&format!("{}; {}", a.record.reason, e.short()));
-                            record(a.ledger.clone(), a.record.clone()).await;
-                        }
-                        return Some((Err(e), st));
-                    }
-                    None => {
-                        if let Some(mut a) = st.acct.take() {
-                            a.settle(st.usage, st.chars);
-                            record(a.ledger.clone(), a.record.clone()).await;
-                        }
-                        return None;
-                    }
-                }
-            }
-        }))
     }
 }

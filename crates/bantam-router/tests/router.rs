@@ -17,6 +17,8 @@ use serde_json::{json, Value};
 #[derive(Clone)]
 enum Step {
     Answer,
+    /// Answer with every token at this log-probability.
+    Confident(f64),
     Fail(u16, &'static str),
     StreamFailFirst,
 }
@@ -67,6 +69,17 @@ impl Backend for Scripted {
         Box::pin(async move {
             match step {
                 Step::Answer => answer(&model, call.stream),
+                Step::Confident(lp) => {
+                    assert!(!call.stream, "a cascade asks without streaming");
+                    assert_eq!(call.body["logprobs"], true);
+                    Ok(Reply::Full(json!({
+                        "id": "c1", "object": "chat.completion", "model": model,
+                        "choices": [{"index": 0, "message": {"role": "assistant", "content": "maybe"},
+                            "logprobs": {"content": [{"token": "may", "logprob": lp}, {"token": "be", "logprob": lp}]},
+                            "finish_reason": "stop"}],
+                        "usage": {"prompt_tokens": 1_000_000, "completion_tokens": 0}
+                    })))
+                }
                 Step::Fail(status, code) => Err(BackendError::status(
                     &self.cfg.name,
                     status,
@@ -525,5 +538,92 @@ async fn learned_route_scores_the_embedding_after_the_rules() {
     assert_eq!(
         (d.backend.as_str(), d.reason.as_str()),
         ("small", "rule:greeting")
+    );
+}
+
+#[tokio::test]
+async fn cascade_keeps_confident_answers_and_escalates_the_rest() {
+    let cfg = config(
+        r#"
+        [[routes]]
+        name = "careful"
+        policy = "cascade"
+        backends = ["small", "medium"]
+        cascade = { local = "medium", escalate = "small", min_mean_logprob = -1.0 }
+        "#,
+    );
+    // "medium" answers first here (priced: its cost shows up when it is escalated).
+    let f = Factory::default();
+    f.scripts.lock().unwrap().insert(
+        "medium".into(),
+        vec![
+            Step::Confident(-0.2),
+            Step::Confident(-3.0),
+            Step::Confident(-0.1),
+            Step::Confident(-5.0),
+        ],
+    );
+    f.scripts
+        .lock()
+        .unwrap()
+        .insert("small".into(), vec![Step::Answer, Step::Fail(503, "x")]);
+    let r = Router::new(&cfg, Arc::new(f.clone()), None, &|_| None).unwrap();
+    let ask = |stream: bool| json!({"model": "careful", "stream": stream, "messages": [{"role": "user", "content": "q"}]});
+
+    let kept = r
+        .handle(Endpoint::Chat, ask(false), HashMap::new())
+        .await
+        .unwrap();
+    assert_eq!(kept.backend, "medium");
+    assert!(kept.reason.starts_with("cascade:kept"), "{}", kept.reason);
+    let Reply::Full(v) = &kept.reply else {
+        panic!()
+    };
+    assert_eq!(
+        v["choices"][0]["logprobs"],
+        Value::Null,
+        "not asked for, removed"
+    );
+
+    let esc = r
+        .handle(Endpoint::Chat, ask(false), HashMap::new())
+        .await
+        .unwrap();
+    assert_eq!(esc.backend, "small");
+    assert!(
+        esc.reason
+            .starts_with("cascade:escalated mean_logprob -3.00<-1.00"),
+        "{}",
+        esc.reason
+    );
+    // The local attempt is paid for: 1M prompt tokens at $1/1M.
+    assert!(
+        (esc.cost_usd.unwrap() - 1.0).abs() < 1e-9,
+        "{:?}",
+        esc.cost_usd
+    );
+
+    // A stream that is kept arrives as chunks.
+    let s = r
+        .handle(Endpoint::Chat, ask(true), HashMap::new())
+        .await
+        .unwrap();
+    let Reply::Stream(s) = s.reply else { panic!() };
+    let chunks: Vec<Value> = s.map(|c| c.unwrap()).collect().await;
+    assert_eq!(chunks[0]["choices"][0]["delta"]["content"], "maybe");
+    assert_eq!(chunks.len(), 2, "usage hidden: {chunks:?}");
+
+    // Escalation fails: the local answer is returned rather than an error.
+    let last = r
+        .handle(Endpoint::Chat, ask(false), HashMap::new())
+        .await
+        .unwrap();
+    assert_eq!(last.backend, "medium");
+    assert!(last.reason.contains("escalation failed"), "{}", last.reason);
+    let calls = f.calls.lock().unwrap().clone();
+    // Local retries default to 0: one failed escalation call.
+    assert_eq!(
+        calls,
+        ["medium", "medium", "small", "medium", "medium", "small"]
     );
 }

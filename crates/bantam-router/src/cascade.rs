@@ -1,0 +1,230 @@
+//! The `cascade` policy's pieces: ask the local backend (non-streamed, with
+//! log-probabilities), judge the answer's confidence, and turn a kept answer back
+//! into the shape the client asked for (a stream of chunks when it streamed).
+
+use serde_json::{json, Value};
+
+use crate::backend::Endpoint;
+use crate::config::CascadeConfig;
+
+/// Confidence of an answer: mean and minimum token log-probability, token count.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Confidence {
+    /// Mean log-probability of the answer's tokens.
+    pub mean: f32,
+    /// The least likely token's log-probability.
+    pub min: f32,
+    /// Tokens.
+    pub tokens: usize,
+}
+
+/// The local call's body: not streamed, with log-probabilities; whether the client
+/// asked for log-probabilities itself.
+pub(crate) fn local_body(endpoint: Endpoint, body: &Value, model: &str) -> (Value, bool) {
+    let mut b = body.clone();
+    b["model"] = json!(model);
+    b["stream"] = json!(false);
+    if let Some(o) = b.as_object_mut() {
+        o.remove("stream_options");
+    }
+    let asked = match endpoint {
+        Endpoint::Chat => b.get("logprobs").and_then(Value::as_bool).unwrap_or(false),
+        Endpoint::Completions => b.get("logprobs").is_some_and(|v| !v.is_null()),
+    };
+    if !asked {
+        b["logprobs"] = match endpoint {
+            Endpoint::Chat => json!(true),
+            Endpoint::Completions => json!(0),
+        };
+    }
+    (b, asked)
+}
+
+/// Token log-probabilities of the first choice.
+pub(crate) fn confidence(endpoint: Endpoint, v: &Value) -> Option<Confidence> {
+    let lps: Vec<f32> = match endpoint {
+        Endpoint::Chat => v
+            .pointer("/choices/0/logprobs/content")?
+            .as_array()?
+            .iter()
+            .filter_map(|t| t.get("logprob").and_then(Value::as_f64))
+            .map(|x| x as f32)
+            .collect(),
+        Endpoint::Completions => v
+            .pointer("/choices/0/logprobs/token_logprobs")?
+            .as_array()?
+            .iter()
+            .filter_map(Value::as_f64)
+            .map(|x| x as f32)
+            .collect(),
+    };
+    if lps.is_empty() {
+        return None;
+    }
+    Some(Confidence {
+        mean: lps.iter().sum::<f32>() / lps.len() as f32,
+        min: lps.iter().copied().fold(f32::INFINITY, f32::min),
+        tokens: lps.len(),
+    })
+}
+
+/// Keep the answer (`Ok(why)`) or escalate (`Err(why)`).
+pub(crate) fn verdict(c: &CascadeConfig, conf: Option<Confidence>) -> Result<String, String> {
+    let Some(k) = conf else {
+        return if c.min_mean_logprob.is_some() || c.min_token_logprob.is_some() {
+            Err("no token log-probabilities".into())
+        } else {
+            Ok("kept".into())
+        };
+    };
+    if let Some(t) = c.min_mean_logprob {
+        if k.mean < t {
+            return Err(format!("mean_logprob {:.2}<{t:.2}", k.mean));
+        }
+    }
+    if let Some(t) = c.min_token_logprob {
+        if k.min < t {
+            return Err(format!("min_logprob {:.2}<{t:.2}", k.min));
+        }
+    }
+    Ok(format!("kept mean_logprob {:.2}", k.mean))
+}
+
+/// Remove log-probabilities the client did not ask for.
+pub(crate) fn strip_logprobs(v: &mut Value) {
+    if let Some(cs) = v.get_mut("choices").and_then(Value::as_array_mut) {
+        for c in cs {
+            c["logprobs"] = Value::Null;
+        }
+    }
+}
+
+/// A complete answer as the chunks a stream of it would have had (content, finish,
+/// usage), for a client that asked for a stream.
+pub(crate) fn to_chunks(endpoint: Endpoint, v: &Value) -> Vec<Value> {
+    let base = |choices: Value| {
+        let mut c = json!({
+            "id": v.get("id").cloned().unwrap_or(Value::Null),
+            "object": match endpoint {
+                Endpoint::Chat => "chat.completion.chunk",
+                Endpoint::Completions => "text_completion",
+            },
+            "created": v.get("created").cloned().unwrap_or(json!(0)),
+            "model": v.get("model").cloned().unwrap_or(Value::Null),
+            "choices": choices,
+        });
+        if let Some(fp) = v.get("system_fingerprint") {
+            c["system_fingerprint"] = fp.clone();
+        }
+        c
+    };
+    let mut out = Vec::new();
+    let choices = v
+        .get("choices")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for (i, ch) in choices.iter().enumerate() {
+        let index = ch.get("index").cloned().unwrap_or(json!(i));
+        let lp = ch.get("logprobs").cloned().unwrap_or(Value::Null);
+        match endpoint {
+            Endpoint::Chat => {
+                let m = ch.get("message").cloned().unwrap_or(json!({}));
+                let mut delta = json!({"role": "assistant", "content": m.get("content").cloned().unwrap_or(Value::Null)});
+                if let Some(calls) = m.get("tool_calls").and_then(Value::as_array) {
+                    let calls: Vec<Value> = calls
+                        .iter()
+                        .enumerate()
+                        .map(|(k, c)| {
+                            let mut c = c.clone();
+                            c["index"] = json!(k);
+                            c
+                        })
+                        .collect();
+                    delta["tool_calls"] = json!(calls);
+                }
+                out.push(base(json!([{"index": index, "delta": delta, "logprobs": lp, "finish_reason": null}])));
+                out.push(base(json!([{"index": index, "delta": {}, "logprobs": null,
+                    "finish_reason": ch.get("finish_reason").cloned().unwrap_or(json!("stop"))}])));
+            }
+            Endpoint::Completions => {
+                out.push(base(
+                    json!([{"index": index, "text": ch.get("text").cloned().unwrap_or(json!("")),
+                    "logprobs": lp, "finish_reason": null}]),
+                ));
+                out.push(base(json!([{"index": index, "text": "", "logprobs": null,
+                    "finish_reason": ch.get("finish_reason").cloned().unwrap_or(json!("stop"))}])));
+            }
+        }
+    }
+    if let Some(u) = v.get("usage").filter(|u| !u.is_null()) {
+        let mut c = base(json!([]));
+        c["usage"] = u.clone();
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(mean: Option<f32>, min: Option<f32>) -> CascadeConfig {
+        CascadeConfig {
+            local: "a".into(),
+            escalate: "b".into(),
+            min_mean_logprob: mean,
+            min_token_logprob: min,
+        }
+    }
+
+    #[test]
+    fn confidence_and_verdicts() {
+        let chat = json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"},
+            "logprobs": {"content": [{"token": "o", "logprob": -0.1}, {"token": "k", "logprob": -2.9}]},
+            "finish_reason": "stop"}], "usage": {"prompt_tokens": 3, "completion_tokens": 2}});
+        let k = confidence(Endpoint::Chat, &chat).unwrap();
+        assert_eq!(k.tokens, 2);
+        assert!((k.mean + 1.5).abs() < 1e-6 && (k.min + 2.9).abs() < 1e-6);
+        assert!(verdict(&cfg(Some(-1.0), None), Some(k))
+            .unwrap_err()
+            .starts_with("mean_logprob -1.50<-1.00"));
+        assert!(verdict(&cfg(Some(-2.0), None), Some(k)).is_ok());
+        assert!(verdict(&cfg(Some(-2.0), Some(-2.5)), Some(k))
+            .unwrap_err()
+            .starts_with("min_logprob"));
+        assert!(verdict(&cfg(Some(-2.0), None), None).is_err());
+        assert!(verdict(&cfg(None, None), None).is_ok());
+        let cmpl =
+            json!({"choices": [{"text": "x", "logprobs": {"token_logprobs": [-0.5, -0.25]}}]});
+        assert!((confidence(Endpoint::Completions, &cmpl).unwrap().mean + 0.375).abs() < 1e-6);
+    }
+
+    #[test]
+    fn local_body_asks_for_logprobs_and_no_stream() {
+        let b = json!({"model": "auto", "stream": true, "stream_options": {"include_usage": true}, "messages": []});
+        let (lb, asked) = local_body(Endpoint::Chat, &b, "small");
+        assert!(!asked);
+        assert_eq!(lb["logprobs"], true);
+        assert_eq!(lb["stream"], false);
+        assert_eq!(lb["model"], "small");
+        assert!(lb.get("stream_options").is_none());
+        let (_, asked) = local_body(Endpoint::Chat, &json!({"logprobs": true}), "s");
+        assert!(asked);
+    }
+
+    #[test]
+    fn chunks_reassemble_the_answer() {
+        let mut v = json!({"id": "x", "created": 1, "model": "m", "choices": [{"index": 0,
+            "message": {"role": "assistant", "content": "hello"}, "logprobs": {"content": []},
+            "finish_reason": "length"}], "usage": {"prompt_tokens": 1, "completion_tokens": 1}});
+        strip_logprobs(&mut v);
+        let c = to_chunks(Endpoint::Chat, &v);
+        assert_eq!(c.len(), 3);
+        assert_eq!(c[0]["choices"][0]["delta"]["content"], "hello");
+        assert_eq!(c[0]["choices"][0]["logprobs"], Value::Null);
+        assert_eq!(c[1]["choices"][0]["finish_reason"], "length");
+        assert_eq!(c[2]["usage"]["completion_tokens"], 1);
+        assert_eq!(c[2]["choices"], json!([]));
+    }
+}
