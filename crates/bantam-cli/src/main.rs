@@ -54,6 +54,9 @@ enum Command {
     Serve(cmd::serve::ServeArgs),
     /// Report requests, tokens, cost and savings from the server's ledger.
     Usage(cmd::usage::UsageArgs),
+    /// Train a learned router, or measure route decisions.
+    #[command(subcommand)]
+    Router(cmd::router::RouterCmd),
     /// Measure a model on this machine (prefill and decode tok/s) and choose its flash-attention setting.
     Bench(cmd::bench::BenchArgs),
     /// Show what this machine offers: CPU kernels chosen, threads, store location.
@@ -97,6 +100,7 @@ fn main() -> std::process::ExitCode {
         Command::Eval(a) => cmd::eval::eval(&home, a),
         Command::Serve(a) => cmd::serve::serve(&home, a),
         Command::Usage(a) => cmd::usage::usage(&home, a),
+        Command::Router(c) => cmd::router::router(&home, c),
         Command::Bench(a) => cmd::bench::bench(&home, a),
         Command::Info => cmd::info(&home),
     };

@@ -290,3 +290,139 @@ fn upstream_killed_mid_run_every_request_still_gets_an_answer() {
         "{text}"
     );
 }
+
+#[test]
+fn learned_router_trained_by_the_cli_and_cascade_route_in_a_server() {
+    need_large();
+    let store = bantam_store::Store::open(common::model_home()).unwrap();
+    if store.get("all-minilm:l6-v2").is_err() {
+        panic!("this test needs all-minilm:l6-v2: run `bantam pull all-minilm:l6-v2` (CI does)");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Everyday banking questions stay local; legal questions escalate.
+    let local = [
+        "what is my account balance",
+        "how do i reset my card pin",
+        "when does my card arrive",
+        "i want to top up my account",
+        "how do i change my address",
+        "my transfer has not arrived yet",
+        "can i get a new debit card",
+        "what are your opening hours",
+        "how do i activate my card",
+        "show me my last transactions",
+    ];
+    let escalate = [
+        "is this non-compete clause enforceable in court",
+        "can my landlord terminate the lease without notice",
+        "what are my rights under the employment contract",
+        "draft an indemnification clause for a supplier agreement",
+        "does the gdpr apply to our subsidiary abroad",
+        "how do i contest a breach of contract claim",
+        "explain the liability limits in this agreement",
+        "is a verbal contract legally binding",
+        "what statute of limitations applies to fraud",
+        "review the arbitration clause in my contract",
+    ];
+    let data = dir.path().join("train.jsonl");
+    let mut lines = String::new();
+    for p in local {
+        lines.push_str(&json!({"prompt": p, "label": "local"}).to_string());
+        lines.push('\n');
+    }
+    for p in escalate {
+        lines.push_str(&json!({"prompt": p, "label": "escalate"}).to_string());
+        lines.push('\n');
+    }
+    std::fs::write(&data, lines).unwrap();
+    let router = dir.path().join("router.json");
+    let out = common::bantam()
+        .args([
+            "router",
+            "train",
+            data.to_str().unwrap(),
+            "--escalate",
+            "50%",
+        ])
+        .args(["--out", router.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("← chosen"), "{text}");
+    let model: Value = serde_json::from_str(&std::fs::read_to_string(&router).unwrap()).unwrap();
+    assert_eq!(model["dim"], 384);
+    assert_eq!(model["trained"]["examples"], 20);
+
+    let cfg = dir.path().join("cfg.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+[[backends]]
+name = "small"
+type = "local"
+model = "smollm2:135m"
+[[backends]]
+name = "large"
+type = "local"
+model = "{LARGE}"
+
+[[routes]]
+name = "smart"
+policy = "learned"
+backends = ["small", "large"]
+learned = {{ model = "{}", local = "small", escalate = "large" }}
+
+[[routes]]
+name = "careful"
+policy = "cascade"
+backends = ["small", "large"]
+cascade = {{ local = "small", escalate = "large", min_mean_logprob = -0.7 }}
+
+[usage]
+path = "{}"
+"#,
+            router.display(),
+            dir.path().join("usage.db").display()
+        ),
+    )
+    .unwrap();
+    let s = Server::start(&["--config", cfg.to_str().unwrap(), "--parallel", "2"]);
+    let call = |model: &str, q: &str| {
+        let mut b = ask(q, 12);
+        b["model"] = json!(model);
+        post(&s, &b)
+    };
+    let (st, h, v) = call(
+        "smart",
+        "can my employer enforce this non-compete contract clause",
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(h[0], "large", "{h:?}");
+    assert!(h[1].starts_with("learned:"), "{h:?}");
+    let (st, h, _) = call("smart", "how do i top up my card");
+    assert_eq!(st, 200);
+    assert_eq!(h[0], "small", "{h:?}");
+    assert!(h[1].starts_with("learned:"), "{h:?}");
+
+    // Cascade: the answer's confidence decides, and the reason says which way.
+    for q in [
+        "Say hello.",
+        "Name the capital city of Burkina Faso and its population in 1950.",
+    ] {
+        let (st, h, v) = call("careful", q);
+        assert_eq!(st, 200, "{v}");
+        assert!(v["choices"][0]["logprobs"].is_null(), "not asked for: {v}");
+        if h[1].starts_with("cascade:kept") {
+            assert_eq!(h[0], "small", "{h:?}");
+        } else {
+            assert!(h[1].starts_with("cascade:escalated"), "{h:?}");
+            assert_eq!(h[0], "large", "{h:?}");
+        }
+    }
+}

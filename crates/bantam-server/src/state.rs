@@ -177,6 +177,8 @@ impl AppState {
         let local = crate::routes::routed::Local {
             pool: pool.clone(),
             structured_retries: config.structured_retries,
+            store: store.clone(),
+            threads: config.engine.threads,
         };
         let router = Router::new(&routing, Arc::new(local), ledger, env)?;
         Ok(Self {

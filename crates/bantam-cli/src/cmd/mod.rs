@@ -4,6 +4,7 @@ pub mod bench;
 pub mod classify;
 pub mod eval;
 pub mod generate_tasks;
+pub mod router;
 pub mod run;
 pub mod serve;
 pub mod store;

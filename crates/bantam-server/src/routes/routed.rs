@@ -11,6 +11,7 @@ use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bantam_engine::ModelPool;
+use bantam_router::learned::Embed;
 use bantam_router::{Backend, BackendConfig, Call, Endpoint, LocalFactory, Reply};
 use bantam_types::openai::{ChatCompletionRequest, CompletionRequest};
 use futures::future::BoxFuture;
@@ -22,11 +23,13 @@ use super::{parse_json, RawBody};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Makes local backends over the engine pool.
+/// Makes local backends over the engine pool, and embedders from the store.
 #[derive(Clone)]
 pub(crate) struct Local {
     pub(crate) pool: Arc<ModelPool>,
     pub(crate) structured_retries: u32,
+    pub(crate) store: bantam_store::Store,
+    pub(crate) threads: u32,
 }
 
 impl LocalFactory for Local {
@@ -35,6 +38,22 @@ impl LocalFactory for Local {
             cfg,
             local: self.clone(),
         })
+    }
+
+    fn embedder(&self, model: &str) -> Result<Arc<dyn Embed>, String> {
+        let m = self.store.get(model).map_err(|e| e.to_string())?;
+        let e = bantam_engine::Embedder::load(&self.store.blob_path(&m), self.threads)
+            .map_err(|e| e.to_string())?;
+        Ok(Arc::new(StoreEmbedder(e)))
+    }
+}
+
+/// An embedding model of the store, for learned routes.
+struct StoreEmbedder(bantam_engine::Embedder);
+
+impl Embed for StoreEmbedder {
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, String> {
+        self.0.embed(texts).map_err(|e| e.to_string())
     }
 }
 
