@@ -29,6 +29,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(routes::routed::chat_completions))
         .route("/v1/completions", post(routes::routed::completions))
+        .route("/v1/embeddings", post(routes::embeddings::embeddings))
         .route("/v1/usage", get(routes::usage::usage))
         .route("/v1/classify", post(routes::tasks::classify))
         .route("/v1/extract", post(routes::tasks::extract))
@@ -42,7 +43,7 @@ pub fn app(state: AppState) -> Router {
                 "invalid_request_error",
                 None,
                 Some("unknown_url"),
-                "unknown endpoint; Bantam serves /v1/chat/completions, /v1/completions, /v1/classify, /v1/extract, /v1/summarize, /v1/models, /v1/usage and /health",
+                "unknown endpoint; Bantam serves /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/classify, /v1/extract, /v1/summarize, /v1/models, /v1/usage and /health",
             )
         })
         .layer(DefaultBodyLimit::max(limit))

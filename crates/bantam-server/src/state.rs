@@ -138,6 +138,8 @@ pub struct AppState {
     /// Routes, backends and the cost ledger; every chat and completions request
     /// goes through it.
     pub router: Arc<Router>,
+    /// Embedding models loaded by `/v1/embeddings`.
+    pub embedders: Arc<crate::routes::embeddings::Embedders>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -188,6 +190,7 @@ impl AppState {
             started: SystemTime::now(),
             drain: Arc::default(),
             router: Arc::new(router),
+            embedders: Arc::default(),
         })
     }
 }
