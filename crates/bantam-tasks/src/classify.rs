@@ -78,7 +78,9 @@ pub fn scoring_mode(req: &ClassifyRequest) -> Result<ScoreMode, ClassifyError> {
     }
 }
 
-fn system_prompt(req: &ClassifyRequest) -> String {
+/// The system message of a classification prompt: the instructions and the label
+/// list (with descriptions). `bantam eval` sends the same text to remote targets.
+pub fn system_prompt(req: &ClassifyRequest) -> String {
     let mut s = req
         .instructions
         .clone()
