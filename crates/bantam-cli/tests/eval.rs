@@ -1,10 +1,27 @@
 //! `bantam eval` end to end on the real SmolLM2: CSV and JSONL datasets, summaries
-//! consistent with the per-item results, and a stopped run that continues.
+//! consistent with the per-item results, a stopped run that continues, the same
+//! model as a local and as a remote target (a real `bantam serve`), prompt
+//! templates, and the hardware check.
 
 mod common;
 
-use common::{bantam, MODEL};
+use common::{bantam, Server, MODEL};
 use serde_json::Value;
+
+fn summary(out: &std::path::Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap()
+}
+
+/// Predictions by item index for one target.
+fn predictions(it: &[Value], target: &str) -> Vec<Value> {
+    let mut v: Vec<(u64, Value)> = it
+        .iter()
+        .filter(|r| r["target"] == target)
+        .map(|r| (r["index"].as_u64().unwrap(), r["prediction"].clone()))
+        .collect();
+    v.sort_by_key(|(i, _)| *i);
+    v.into_iter().map(|(_, p)| p).collect()
+}
 
 fn items(path: &std::path::Path) -> Vec<Value> {
     std::fs::read_to_string(path)
@@ -160,4 +177,300 @@ fn eval_qa_jsonl() {
         .unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown task"));
+}
+
+/// Tickets for classification (text, label).
+const TICKETS: [(&str, &str); 6] = [
+    ("My card has not arrived", "card_arrival"),
+    ("\"Where is my new card, it's late\"", "card_arrival"),
+    ("I was charged twice", "duplicate_charge"),
+    ("Double payment on my statement", "duplicate_charge"),
+    ("How do I change my PIN?", "change_pin"),
+    ("\"I forgot my PIN, how to reset it\"", "change_pin"),
+];
+
+#[test]
+fn eval_local_and_remote_targets_side_by_side() {
+    // One thread each: the test machine may have two cores shared by others.
+    let server = Server::start(&["--threads", "1"]);
+    let remote = format!("{}/v1#{MODEL}", server.base);
+    let dir = tempfile::tempdir().unwrap();
+
+    // QA with a custom prompt template: the same messages, greedy on both sides.
+    let ds = dir.path().join("qa.jsonl");
+    std::fs::write(
+        &ds,
+        "{\"input\": \"What is the capital of France?\", \"expected\": [\"Paris\"]}\n\
+         {\"input\": \"How many days are in a week?\", \"expected\": [\"7\", \"seven\"]}\n\
+         {\"input\": \"What color is the sky on a clear day?\", \"expected\": [\"blue\"]}\n",
+    )
+    .unwrap();
+    let tpl = dir.path().join("qa.txt");
+    std::fs::write(
+        &tpl,
+        "[system]\nYou answer quiz questions with one or two words.\n[user]\nQuestion: {input}\nAnswer:\n",
+    )
+    .unwrap();
+    let out = dir.path().join("qa");
+    let o = bantam()
+        .arg("eval")
+        .arg(&ds)
+        .args(["--task", "qa", "--target", MODEL, "--target", &remote])
+        .args(["--threads", "1", "--price-in", "0.15", "--price-out", "0.6"])
+        .arg("--prompt-template")
+        .arg(&tpl)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(table.contains(&format!("| {remote} | 3 | 0 |")), "{table}");
+    let it = items(&out.join("items.jsonl"));
+    assert_eq!(it.len(), 6);
+    let (local, far) = (predictions(&it, MODEL), predictions(&it, &remote));
+    assert_eq!(local.len(), 3);
+    // The same model, prompt and greedy decoding: the same answers, word for word.
+    assert_eq!(local, far);
+    assert!(local.iter().all(|p| !p.as_str().unwrap().is_empty()));
+    let s = summary(&out);
+    let (l, r) = (&s["targets"][MODEL], &s["targets"][remote.as_str()]);
+    assert_eq!(l["kind"], "local");
+    assert_eq!(
+        (r["kind"].as_str(), r["model"].as_str()),
+        (Some("remote"), Some(MODEL))
+    );
+    assert_eq!(r["base_url"], format!("{}/v1", server.base));
+    assert_eq!(l["f1"], r["f1"]);
+    assert!(
+        r["latency_p50_ms"].as_f64().unwrap() > 0.0 && r["items_per_s"].as_f64().unwrap() > 0.0
+    );
+    // Memory is measured for local targets only; token prices cost remote ones.
+    assert!(l["peak_rss_mb"].as_f64().unwrap() > 0.0);
+    assert!(r.get("peak_rss_mb").is_none(), "{r}");
+    assert!(l.get("cost_per_1k_usd").is_none(), "{l}");
+    let rem: Vec<&Value> = it
+        .iter()
+        .filter(|x| x["target"] == remote.as_str())
+        .collect();
+    let usd: f64 = rem
+        .iter()
+        .map(|x| {
+            let p = x["prompt_tokens"].as_f64().unwrap();
+            let c = x["completion_tokens"].as_f64().unwrap();
+            assert!(p > 0.0 && c > 0.0, "{x}");
+            (p * 0.15 + c * 0.6) / 1e6
+        })
+        .sum();
+    let cost = r["cost_per_1k_usd"].as_f64().unwrap();
+    assert!((cost - usd / 3.0 * 1000.0).abs() < 1e-12, "{cost}");
+    // The server counted the same prompt as the local engine: the template was used
+    // on both sides.
+    for (a, b) in it.iter().filter(|x| x["target"] == MODEL).zip(&rem) {
+        assert_eq!(a["prompt_tokens"], b["prompt_tokens"]);
+    }
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("remote price per 1M tokens") && html.contains("qa.txt"));
+
+    // Classification: the local target scores each label's tokens; the remote one
+    // decodes greedily under a `choice` constraint. The constraint admits every
+    // tokenisation of a label (say "d" + "up" + …, where the scorer follows only the
+    // canonical one), so a label can win there with a non-canonical first token;
+    // the two mostly agree but need not on every item. Every remote answer must be
+    // one of the labels, and most must agree.
+    let csv = dir.path().join("tickets.csv");
+    let mut text = String::from("text,category\n");
+    for (t, c) in TICKETS {
+        text.push_str(&format!("{t},{c}\n"));
+    }
+    std::fs::write(&csv, text).unwrap();
+    let out = dir.path().join("cls");
+    let o = bantam()
+        .arg("eval")
+        .arg(&csv)
+        .args([
+            "--task",
+            "classify",
+            "--input-field",
+            "text",
+            "--expected-field",
+            "category",
+        ])
+        .args([
+            "--target",
+            MODEL,
+            "--target",
+            &remote,
+            "--threads",
+            "1",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let it = items(&out.join("items.jsonl"));
+    let (local, far) = (predictions(&it, MODEL), predictions(&it, &remote));
+    assert_eq!((local.len(), far.len()), (6, 6));
+    let labels = ["card_arrival", "duplicate_charge", "change_pin"];
+    assert!(
+        far.iter().all(|p| labels.contains(&p.as_str().unwrap())),
+        "{far:?}"
+    );
+    let agree = local.iter().zip(&far).filter(|(a, b)| a == b).count();
+    assert!(agree >= 4, "local {local:?} remote {far:?}");
+    let s = summary(&out);
+    assert!(s["targets"][remote.as_str()]["accuracy"].is_number());
+    assert!(s["targets"][remote.as_str()]["confusion"].is_array());
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("remote, no price") && html.contains("local, no price"));
+
+    // A server that is gone stops the run with a clear message and records nothing
+    // for the target, so a rerun continues.
+    drop(server);
+    let out = dir.path().join("gone");
+    let o = bantam()
+        .arg("eval")
+        .arg(&ds)
+        .args(["--task", "qa", "--target", &remote, "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("connect") && err.contains("run the same command again"),
+        "{err}"
+    );
+    assert!(items(&out.join("items.jsonl")).is_empty());
+}
+
+#[test]
+fn eval_targets_and_templates_are_checked_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = dir.path().join("qa.jsonl");
+    std::fs::write(&ds, "{\"input\": \"q\", \"expected\": \"a\"}\n").unwrap();
+    let run = |args: &[&str]| {
+        let o = bantam()
+            .arg("eval")
+            .arg(&ds)
+            .args(["--task", "qa"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!o.status.success());
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    assert!(run(&["--target", "http://127.0.0.1:9/v1"]).contains("after `#`"));
+    let err = run(&[
+        "--target",
+        "http://127.0.0.1:9/v1#m",
+        "--api-key-env",
+        "BANTAM_TEST_NO_SUCH_KEY",
+    ]);
+    assert!(err.contains("BANTAM_TEST_NO_SUCH_KEY"), "{err}");
+    let tpl = dir.path().join("bad.txt");
+    std::fs::write(&tpl, "[user]\n{question}\n").unwrap();
+    let err = run(&[
+        "--target",
+        MODEL,
+        "--prompt-template",
+        tpl.to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains("line 2") && err.contains("{question}"),
+        "{err}"
+    );
+    // The defaults are printed as templates that can be edited and given back.
+    let o = bantam()
+        .args(["eval", "--show-template", "summarize"])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.starts_with("[system]\nSummarize") && text.contains("[user]\n{input}"),
+        "{text}"
+    );
+    let o = bantam()
+        .args(["eval", "--show-template", "classify"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no prompt template"));
+}
+
+#[test]
+fn eval_hardware_check_writes_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("hw");
+    let o = bantam()
+        .args([
+            "eval",
+            "--hardware",
+            "--hardware-reps",
+            "1",
+            "--threads",
+            "1",
+        ])
+        .args([
+            "--target",
+            MODEL,
+            "--target",
+            "http://127.0.0.1:9/v1#elsewhere",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("remote target, skipped"));
+    let s = summary(&out);
+    let hw = &s["hardware"][MODEL];
+    for k in [
+        "prefill_tok_s",
+        "decode_tok_s",
+        "ttft_p50_ms",
+        "ttft_p95_ms",
+        "latency_p50_ms",
+        "latency_p95_ms",
+        "latency_p99_ms",
+        "e2e_tokens_per_s",
+        "peak_rss_mb",
+        "prompt_tokens_mean",
+    ] {
+        assert!(hw[k].as_f64().is_some_and(|v| v > 0.0), "{k}: {hw}");
+    }
+    assert_eq!(hw["requests"], 8);
+    assert_eq!(hw["gen_tokens"], 64);
+    assert!(hw["ttft_p50_ms"].as_f64() <= hw["latency_p50_ms"].as_f64());
+    assert!(s["hardware"]
+        .get("http://127.0.0.1:9/v1#elsewhere")
+        .is_none());
+    assert!(s.get("targets").is_none());
+    let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(md.contains("| target | prefill_tok_s |") && md.contains(&format!("| {MODEL} |")));
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("id=\"hardware\"") && html.contains("<svg"));
+    // An evaluation's directory is not overwritten by a hardware check alone.
+    let ds = dir.path().join("qa.jsonl");
+    std::fs::write(&ds, "{\"input\": \"What is 2+2?\", \"expected\": \"4\"}\n").unwrap();
+    let o = bantam()
+        .arg("eval")
+        .arg(&ds)
+        .args(["--task", "qa", "--target", MODEL, "--threads", "1", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The evaluation keeps the earlier hardware check of its target.
+    let s = summary(&out);
+    assert!(s["targets"][MODEL]["f1"].is_number() && s["hardware"][MODEL].is_object());
+    let o = bantam()
+        .args(["eval", "--hardware", "--target", MODEL, "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("holds the results of an evaluation"));
 }

@@ -10,13 +10,21 @@
 //! * [`rouge`] — ROUGE-1/2/L/Lsum as `rouge-score` with `use_stemmer=True`, with
 //!   NLTK's Porter stemmer ported in [`stem`].
 //!
+//! [`prompt`] holds the generative tasks' prompt templates, [`remote`] the targets
+//! that are OpenAI-compatible APIs (through `bantam-router`'s upstream backend), and
+//! [`hardware`] the target-hardware check (time to first token and latency over a
+//! fixed prompt set).
+//!
 //! [`report`] turns the per-target summaries into the markdown table and a
 //! self-contained HTML report with inline SVG charts.
 
 pub mod bleu;
 pub mod classification;
 pub mod dataset;
+pub mod hardware;
+pub mod prompt;
 pub mod qa;
+pub mod remote;
 pub mod report;
 pub mod rouge;
 pub mod run;

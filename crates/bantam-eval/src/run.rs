@@ -3,13 +3,17 @@
 use std::time::Instant;
 
 use bantam_engine::template::TemplateMessage;
-use bantam_engine::Engine;
+use bantam_engine::{Engine, EngineError};
+use bantam_structured::{StructuredError, Validator};
 use bantam_tasks::generate::complete;
-use bantam_types::tasks::{ClassifyRequest, ExtractRequest, SummarizeRequest};
+use bantam_types::generate::{OutputConstraint, Usage};
+use bantam_types::tasks::{ClassifyRequest, SummarizeRequest};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::dataset::Item;
+use crate::prompt::{self, Message, PromptTemplate};
+use crate::remote::{Remote, RemoteAnswer, RemoteError};
 use crate::{bleu, classification, qa, rouge};
 
 /// What is evaluated.
@@ -63,6 +67,10 @@ pub struct ItemResult {
     pub metrics: Map<String, Value>,
     /// Milliseconds (for batched classification: the batch's time per item).
     pub latency_ms: f64,
+    /// Prompt tokens as the target counted them (0 when unknown; for local
+    /// classification, which scores a batch at once, not counted).
+    #[serde(default)]
+    pub prompt_tokens: u32,
     /// Tokens generated.
     pub completion_tokens: u32,
     /// What went wrong, if anything.
@@ -122,21 +130,242 @@ fn text_metrics(pred: &str, expected: &Value) -> Map<String, Value> {
     m
 }
 
-/// Run `task` over `items` with `engine`, handing each result to `sink` as soon as
-/// it exists (so a killed run keeps what it did).
-pub async fn run(
+/// Where a target's answers come from.
+#[derive(Debug, Clone, Copy)]
+pub enum Runner<'a> {
+    /// A local model.
+    Local(&'a Engine),
+    /// An OpenAI-compatible API.
+    Remote(&'a Remote),
+}
+
+/// What one item's generation produced.
+struct Answer {
+    prediction: Value,
+    prompt_tokens: u32,
+    completion_tokens: u32,
+}
+
+/// Most tokens a QA answer may have.
+const QA_MAX_TOKENS: u32 = 48;
+/// Most tokens of a chat answer or a summary.
+const TEXT_MAX_TOKENS: u32 = 256;
+/// Most tokens of an extracted object.
+const EXTRACT_MAX_TOKENS: u32 = 1024;
+/// bantam-tasks' penalty against loops in summaries (Ollama's default).
+const SUMMARY_PENALTY: f32 = 1.1;
+
+fn engine_messages(messages: &[Message]) -> Vec<TemplateMessage> {
+    messages
+        .iter()
+        .map(|m| TemplateMessage::new(&m.role, &m.content))
+        .collect()
+}
+
+/// One item of a generative task on a local engine.
+async fn local_item(
     engine: &Engine,
     target: &str,
     task: &Task,
+    template: &PromptTemplate,
+    custom: bool,
+    it: &Item,
+) -> Result<Answer, String> {
+    let schema = match task {
+        Task::Extract { schema } => Some(schema),
+        _ => None,
+    };
+    let messages = engine_messages(&template.render(&it.input, schema));
+    let text = |r: Result<(String, Usage), EngineError>| {
+        r.map(|(text, u)| Answer {
+            prediction: json!(text.trim()),
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+        })
+        .map_err(|e| e.to_string())
+    };
+    match task {
+        Task::Extract { schema } => {
+            let prompt = engine
+                .render_chat(&messages, &[])
+                .map_err(|e| e.to_string())?;
+            // As bantam-tasks' extract: an output cut short or failing validation is
+            // tried twice more with a growing repetition penalty.
+            let mut penalty = 1.0;
+            let (text, u) = loop {
+                let r = complete(
+                    engine,
+                    prompt.clone(),
+                    EXTRACT_MAX_TOKENS,
+                    Some(OutputConstraint::JsonSchema(schema.clone())),
+                    penalty,
+                )
+                .await;
+                match r {
+                    Err(EngineError::Constraint(
+                        StructuredError::Incomplete(_) | StructuredError::Violated(_),
+                    )) if penalty < 1.3 => penalty += 0.15,
+                    other => break other.map_err(|e| e.to_string())?,
+                }
+            };
+            // The engine validated the text against the schema.
+            let data: Value =
+                serde_json::from_str(&text).map_err(|e| format!("output is not JSON: {e}"))?;
+            Ok(Answer {
+                prediction: data,
+                prompt_tokens: u.prompt_tokens,
+                completion_tokens: u.completion_tokens,
+            })
+        }
+        // The default prompt goes through bantam-tasks, which summarises inputs
+        // longer than the context hierarchically.
+        Task::Summarize if !custom => {
+            let req = SummarizeRequest {
+                model: target.to_string(),
+                input: it.input.clone(),
+                style: None,
+                length: None,
+                instructions: None,
+                max_tokens: Some(TEXT_MAX_TOKENS),
+            };
+            bantam_tasks::summarize(engine, &req)
+                .await
+                .map(|r| Answer {
+                    prediction: json!(r.summary),
+                    prompt_tokens: r.usage.prompt_tokens + r.usage.cached_tokens,
+                    completion_tokens: r.usage.completion_tokens,
+                })
+                .map_err(|e| e.to_string())
+        }
+        _ => {
+            let (max, penalty) = generation(task);
+            let prompt = engine
+                .render_chat(&messages, &[])
+                .map_err(|e| e.to_string())?;
+            text(complete(engine, prompt, max, None, penalty).await)
+        }
+    }
+}
+
+/// Token limit and repetition penalty of the free-text tasks.
+fn generation(task: &Task) -> (u32, f32) {
+    match task {
+        Task::Qa => (QA_MAX_TOKENS, 1.0),
+        Task::Summarize => (TEXT_MAX_TOKENS, SUMMARY_PENALTY),
+        _ => (TEXT_MAX_TOKENS, 1.0),
+    }
+}
+
+/// Why a remote item has no answer.
+enum Failure {
+    /// About this item (a 4xx, an answer that is not JSON or not schema-valid): an
+    /// error result.
+    Item(String),
+    /// About the target (unreachable, timed out, 408/429/5xx after retries): the
+    /// run stops so that a rerun retries the item.
+    Target(String),
+}
+
+impl From<RemoteError> for Failure {
+    fn from(e: RemoteError) -> Self {
+        match &e {
+            RemoteError::Backend(b) if b.retryable() => Failure::Target(e.to_string()),
+            _ => Failure::Item(e.to_string()),
+        }
+    }
+}
+
+/// A run stopped before its last item.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{target}: {reason}")]
+pub struct RunError {
+    /// The target.
+    pub target: String,
+    /// What failed.
+    pub reason: String,
+}
+
+/// One item of a generative task on a remote API.
+async fn remote_item(
+    remote: &Remote,
+    task: &Task,
+    template: &PromptTemplate,
+    it: &Item,
+) -> Result<Answer, Failure> {
+    let answer = |prediction, a: RemoteAnswer| Answer {
+        prediction,
+        prompt_tokens: a.prompt_tokens,
+        completion_tokens: a.completion_tokens,
+    };
+    match task {
+        Task::Extract { schema } => {
+            let messages = template.render(&it.input, Some(schema));
+            let (v, a) = remote.json(&messages, EXTRACT_MAX_TOKENS, schema).await?;
+            // Not every server enforces the schema: check it here, as the engine does.
+            Validator::schema(schema)
+                .and_then(|val| val.check(&v.to_string()))
+                .map_err(|e| {
+                    Failure::Item(format!("the answer does not satisfy the schema: {e}"))
+                })?;
+            Ok(answer(v, a))
+        }
+        _ => {
+            let (max, penalty) = generation(task);
+            let messages = template.render(&it.input, None);
+            let a = remote.chat(&messages, max, Some(penalty)).await?;
+            Ok(answer(json!(a.text.trim()), a))
+        }
+    }
+}
+
+/// Per-item metrics of a generative task's prediction.
+fn item_metrics(task: &Task, pred: &Value, it: &Item) -> Map<String, Value> {
+    match task {
+        Task::Extract { .. } => {
+            let (tp, np, ne) = field_counts(pred, &it.expected);
+            let p = ratio(tp as f64, np as f64);
+            let r = ratio(tp as f64, ne as f64);
+            let mut m = Map::new();
+            m.insert("field_tp".into(), json!(tp));
+            m.insert("field_pred".into(), json!(np));
+            m.insert("field_expected".into(), json!(ne));
+            m.insert("field_f1".into(), json!(ratio(2.0 * p * r, p + r)));
+            m.insert("schema_valid".into(), json!(1));
+            m
+        }
+        Task::Qa => {
+            let refs = references(&it.expected);
+            let text = pred.as_str().unwrap_or_default();
+            let mut m = Map::new();
+            m.insert("exact_match".into(), json!(qa::exact_match(text, &refs)));
+            m.insert("f1".into(), json!(qa::token_f1(text, &refs)));
+            m
+        }
+        _ => text_metrics(pred.as_str().unwrap_or_default(), &it.expected),
+    }
+}
+
+/// Run `task` over `items` with a target, handing each result to `sink` as soon as
+/// it exists (so a killed run keeps what it did). `template` replaces the task's
+/// default prompt (not for classification, which has none).
+///
+/// An error that is the item's (a rejected request, a local engine error) becomes an
+/// error result; a remote target that stays unreachable, times out or keeps
+/// answering 408/429/5xx after its retries stops the run with [`RunError`] before
+/// that item, so a rerun continues there.
+pub async fn run(
+    runner: Runner<'_>,
+    target: &str,
+    task: &Task,
+    template: Option<&PromptTemplate>,
     items: &[Item],
     mut sink: impl FnMut(ItemResult),
-) {
-    let result = |it: &Item,
-                  prediction: Value,
-                  metrics: Map<String, Value>,
-                  ms: f64,
-                  toks: u32,
-                  error: Option<String>| ItemResult {
+) -> Result<(), RunError> {
+    let stop = |reason: String| RunError {
+        target: target.to_string(),
+        reason,
+    };
+    let result = |it: &Item, prediction: Value, metrics: Map<String, Value>, ms: f64| ItemResult {
         target: target.to_string(),
         index: it.index,
         input: it.input.clone(),
@@ -144,11 +373,21 @@ pub async fn run(
         prediction,
         metrics,
         latency_ms: ms,
-        completion_tokens: toks,
-        error,
+        prompt_tokens: 0,
+        completion_tokens: 0,
+        error: None,
     };
-    match task {
-        Task::Classify { labels } => {
+    let label_metrics = |it: &Item, label: &str, confidence: Option<f32>| {
+        let ok = it.expected.as_str() == Some(label);
+        let mut m = Map::new();
+        m.insert("correct".into(), json!(ok as u8));
+        if let Some(c) = confidence {
+            m.insert("confidence".into(), json!(c));
+        }
+        m
+    };
+    match (task, runner) {
+        (Task::Classify { labels }, Runner::Local(engine)) => {
             for batch in items.chunks(16) {
                 let req = ClassifyRequest::new(target, labels.clone());
                 let texts: Vec<String> = batch.iter().map(|i| i.input.clone()).collect();
@@ -159,121 +398,101 @@ pub async fn run(
                     Ok(resp) => {
                         for (it, d) in batch.iter().zip(resp.data) {
                             let label = d.label.clone().unwrap_or_default();
-                            let ok = it.expected.as_str() == Some(label.as_str());
-                            let mut m = Map::new();
-                            m.insert("correct".into(), json!(ok as u8));
-                            m.insert("confidence".into(), json!(d.confidence));
-                            sink(result(it, json!(label), m, ms, 0, None));
+                            let m = label_metrics(it, &label, Some(d.confidence));
+                            sink(result(it, json!(label), m, ms));
                         }
                     }
                     Err(e) => {
                         for it in batch {
-                            sink(result(
-                                it,
-                                Value::Null,
-                                Map::new(),
-                                ms,
-                                0,
-                                Some(e.to_string()),
-                            ));
+                            let mut r = result(it, Value::Null, Map::new(), ms);
+                            r.error = Some(e.to_string());
+                            sink(r);
                         }
                     }
                 }
             }
         }
+        (Task::Classify { labels }, Runner::Remote(remote)) => {
+            // The same prompt as the local scorer: bantam-tasks' system message with
+            // the label list, then the text.
+            let system = bantam_tasks::classify::system_prompt(&ClassifyRequest::new(
+                target,
+                labels.clone(),
+            ));
+            for it in items {
+                let messages = [
+                    Message {
+                        role: "system".into(),
+                        content: system.clone(),
+                    },
+                    Message {
+                        role: "user".into(),
+                        content: it.input.clone(),
+                    },
+                ];
+                let t = Instant::now();
+                let out = remote.label(&messages, labels).await;
+                let ms = t.elapsed().as_secs_f64() * 1000.0;
+                sink(match out.map_err(Failure::from) {
+                    Err(Failure::Target(reason)) => return Err(stop(reason)),
+                    Ok((label, a)) => {
+                        let m = label_metrics(it, &label, None);
+                        let mut r = result(it, json!(label), m, ms);
+                        r.prompt_tokens = a.prompt_tokens;
+                        r.completion_tokens = a.completion_tokens;
+                        r
+                    }
+                    Err(Failure::Item(e)) => {
+                        let mut r = result(it, Value::Null, Map::new(), ms);
+                        r.error = Some(e);
+                        r
+                    }
+                });
+            }
+        }
         _ => {
+            let default = prompt::default_for(task);
+            // A template equal to the default is the default.
+            let custom = template.is_some_and(|t| Some(t) != default.as_ref());
+            let Some(template) = template.or(default.as_ref()) else {
+                return Ok(());
+            };
             for it in items {
                 let t = Instant::now();
-                let out: Result<(Value, u32), String> = match task {
-                    Task::Extract { schema } => {
-                        let req = ExtractRequest {
-                            model: target.to_string(),
-                            input: it.input.clone(),
-                            schema: schema.clone(),
-                            instructions: None,
-                            spans: false,
-                            max_tokens: None,
-                        };
-                        bantam_tasks::extract(engine, &req)
-                            .await
-                            .map(|r| (r.data, r.usage.completion_tokens))
-                            .map_err(|e| e.to_string())
-                    }
-                    Task::Summarize => {
-                        let req = SummarizeRequest {
-                            model: target.to_string(),
-                            input: it.input.clone(),
-                            style: None,
-                            length: None,
-                            instructions: None,
-                            max_tokens: None,
-                        };
-                        bantam_tasks::summarize(engine, &req)
-                            .await
-                            .map(|r| (json!(r.summary), r.usage.completion_tokens))
-                            .map_err(|e| e.to_string())
-                    }
-                    _ => {
-                        let (system, max) = if matches!(task, Task::Qa) {
-                            ("Answer with a short phrase only.", 48)
-                        } else {
-                            ("You are a helpful assistant.", 256)
-                        };
-                        let msgs = [
-                            TemplateMessage::new("system", system),
-                            TemplateMessage::new("user", &it.input),
-                        ];
-                        match engine.render_chat(&msgs, &[]) {
-                            Ok(prompt) => complete(engine, prompt, max, None, 1.0)
-                                .await
-                                .map(|(text, u)| (json!(text.trim()), u.completion_tokens))
-                                .map_err(|e| e.to_string()),
-                            Err(e) => Err(e.to_string()),
-                        }
-                    }
+                let out = match runner {
+                    Runner::Local(engine) => local_item(engine, target, task, template, custom, it)
+                        .await
+                        .map_err(Failure::Item),
+                    Runner::Remote(remote) => remote_item(remote, task, template, it).await,
                 };
                 let ms = t.elapsed().as_secs_f64() * 1000.0;
-                match out {
-                    Ok((pred, toks)) => {
-                        let m = match task {
-                            Task::Extract { .. } => {
-                                let (tp, np, ne) = field_counts(&pred, &it.expected);
-                                let p = ratio(tp as f64, np as f64);
-                                let r = ratio(tp as f64, ne as f64);
-                                let mut m = Map::new();
-                                m.insert("field_tp".into(), json!(tp));
-                                m.insert("field_pred".into(), json!(np));
-                                m.insert("field_expected".into(), json!(ne));
-                                m.insert("field_f1".into(), json!(ratio(2.0 * p * r, p + r)));
-                                m.insert("schema_valid".into(), json!(1));
-                                m
-                            }
-                            Task::Qa => {
-                                let refs = references(&it.expected);
-                                let text = pred.as_str().unwrap_or_default();
-                                let mut m = Map::new();
-                                m.insert("exact_match".into(), json!(qa::exact_match(text, &refs)));
-                                m.insert("f1".into(), json!(qa::token_f1(text, &refs)));
-                                m
-                            }
-                            _ => text_metrics(pred.as_str().unwrap_or_default(), &it.expected),
-                        };
-                        sink(result(it, pred, m, ms, toks, None));
+                sink(match out {
+                    Err(Failure::Target(reason)) => return Err(stop(reason)),
+                    Ok(a) => {
+                        let m = item_metrics(task, &a.prediction, it);
+                        let mut r = result(it, a.prediction, m, ms);
+                        r.prompt_tokens = a.prompt_tokens;
+                        r.completion_tokens = a.completion_tokens;
+                        r
                     }
-                    Err(e) => {
+                    Err(Failure::Item(e)) => {
                         let mut m = Map::new();
                         if matches!(task, Task::Extract { .. }) {
                             m.insert("schema_valid".into(), json!(0));
                         }
-                        sink(result(it, Value::Null, m, ms, 0, Some(e)));
+                        let mut r = result(it, Value::Null, m, ms);
+                        r.error = Some(e);
+                        r
                     }
-                }
+                });
             }
         }
     }
+    Ok(())
 }
 
-fn percentile(sorted: &[f64], q: f64) -> f64 {
+/// The `q`th percentile of sorted values (nearest rank; 0 when empty).
+pub(crate) fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -387,6 +606,38 @@ pub fn add_cost(summary: &mut Map<String, Value>, usd_per_hour: f64) {
     }
 }
 
+/// Adds `cost_per_1k_usd` from token prices in USD per million prompt and completion
+/// tokens (an API's price list): the mean cost of the items that were answered,
+/// times 1000. Nothing is added without an answered item or with a negative or
+/// non-finite price; a target whose server reports no usage costs 0.
+pub fn add_token_cost(
+    summary: &mut Map<String, Value>,
+    results: &[&ItemResult],
+    usd_per_1m_in: f64,
+    usd_per_1m_out: f64,
+) {
+    let ok = |p: f64| p.is_finite() && p >= 0.0;
+    if !(ok(usd_per_1m_in) && ok(usd_per_1m_out)) {
+        return;
+    }
+    let answered: Vec<&&ItemResult> = results.iter().filter(|r| r.error.is_none()).collect();
+    if answered.is_empty() {
+        return;
+    }
+    let usd: f64 = answered
+        .iter()
+        .map(|r| {
+            (f64::from(r.prompt_tokens) * usd_per_1m_in
+                + f64::from(r.completion_tokens) * usd_per_1m_out)
+                / 1e6
+        })
+        .sum();
+    summary.insert(
+        crate::report::COST.into(),
+        json!(usd / answered.len() as f64 * 1000.0),
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,6 +657,41 @@ mod tests {
         assert_eq!(percentile(&v, 50.0), 50.0);
         assert_eq!(percentile(&v, 99.0), 99.0);
         assert_eq!(percentile(&[5.0], 95.0), 5.0);
+    }
+
+    #[test]
+    fn cost_from_token_prices() {
+        let r = |p: u32, c: u32, error: Option<&str>| ItemResult {
+            target: "t".into(),
+            index: 0,
+            input: String::new(),
+            expected: Value::Null,
+            prediction: Value::Null,
+            metrics: Map::new(),
+            latency_ms: 1.0,
+            prompt_tokens: p,
+            completion_tokens: c,
+            error: error.map(str::to_string),
+        };
+        let rs = [
+            r(100, 10, None),
+            r(300, 30, None),
+            r(5000, 0, Some("timeout")),
+        ];
+        let refs: Vec<&ItemResult> = rs.iter().collect();
+        let mut s = Map::new();
+        add_token_cost(&mut s, &refs, 0.15, 0.60);
+        // Mean of the two answered items: 200 prompt and 20 completion tokens, i.e.
+        // 200 × 0.15e-6 + 20 × 0.6e-6 = 4.2e-5 USD; 1000 items cost 0.042.
+        assert!((s["cost_per_1k_usd"].as_f64().unwrap() - 0.042).abs() < 1e-12);
+        for (a, b) in [(-1.0, 0.0), (0.0, f64::NAN)] {
+            let mut s = Map::new();
+            add_token_cost(&mut s, &refs, a, b);
+            assert!(s.is_empty());
+        }
+        let mut s = Map::new();
+        add_token_cost(&mut s, &refs[2..], 1.0, 1.0);
+        assert!(s.is_empty());
     }
 
     #[test]

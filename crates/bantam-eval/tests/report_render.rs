@@ -274,6 +274,7 @@ fn classification() -> (Task, Map<String, Value>) {
                     prediction: json!(labels[pred]),
                     metrics: Map::new(),
                     latency_ms: ms * (0.6 + 1.2 * unit(i as u64, 50 + t as u64)),
+                    prompt_tokens: 0,
                     completion_tokens: 0,
                     error: None,
                 }
@@ -337,6 +338,7 @@ fn summarization() -> (Task, Map<String, Value>) {
                     prediction: json!(o),
                     metrics: m,
                     latency_ms: ms * (1.0 + 0.1 * i as f64),
+                    prompt_tokens: 0,
                     completion_tokens: 20 + i as u32,
                     error: None,
                 }
@@ -356,6 +358,26 @@ fn meta(dataset: &str) -> Meta {
         machine: "fixture machine · 2 logical CPUs".into(),
         details: Vec::new(),
     }
+}
+
+/// Hardware-check figures of two local models.
+fn hardware() -> Map<String, Value> {
+    let mut hw = Map::new();
+    for (name, speed) in [("smollm2:135m", 1.0), ("qwen2.5-coder:0.5b", 0.3)] {
+        hw.insert(
+            name.into(),
+            json!({
+                "requests": 24, "prompt_tokens_mean": 88.6, "gen_tokens": 64,
+                "prefill_tok_s": 480.0 * speed, "decode_tok_s": 85.0 * speed,
+                "e2e_tokens_per_s": 60.0 * speed,
+                "ttft_p50_ms": 180.0 / speed, "ttft_p95_ms": 420.0 / speed,
+                "latency_p50_ms": 950.0 / speed, "latency_p95_ms": 1300.0 / speed,
+                "latency_p99_ms": 1400.0 / speed, "peak_rss_mb": 230.0 / speed,
+                "bench_prompt_tokens": 512, "bench_gen_tokens": 128, "bench_reps": 3,
+            }),
+        );
+    }
+    hw
 }
 
 /// Renders `html` and checks what every report must satisfy; returns the result.
@@ -436,6 +458,10 @@ fn reports_render_in_headless_chromium() {
     let html = report::html(&meta("news.jsonl"), &targets, &task);
     let r = check_report(&browser, "summarization", &html, 3);
     assert!(r.dom.contains("rougeLsum"));
+    // The hardware check alone: its table, throughput and latency bars.
+    let html = report::html_report(&meta(""), None, Some(&hardware()));
+    let r = check_report(&browser, "hardware", &html, 2);
+    assert!(r.dom.contains("Hardware check") && r.dom.contains("decode_<wbr>tok_<wbr>s"));
     eprintln!(
         "rendered and checked in {:.1} s",
         started.elapsed().as_secs_f64()

@@ -5,27 +5,54 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use bantam_eval::run::{self, ItemResult, Task};
-use bantam_eval::{dataset, report};
+use bantam_engine::{Engine, EngineConfig, ModelResolver};
+use bantam_eval::prompt::{self, PromptTemplate};
+use bantam_eval::remote::{Remote, TargetSpec};
+use bantam_eval::run::{self, ItemResult, Runner, Task};
+use bantam_eval::{dataset, hardware, report};
+use bantam_server::StoreResolver;
+use bantam_store::Store;
 use clap::Args;
 use serde_json::{json, Map, Value};
 
 use super::generate_tasks::progress;
 
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:
+#[command(after_help = "Targets:
+  NAME              a model in the local store (or a .gguf path), run in this process
+  URL#MODEL         an OpenAI-compatible API: its base URL (up to /v1) and, after #,
+                    the model or route name sent as `model`, e.g.
+                    http://127.0.0.1:8090/v1#auto (a route of a `bantam serve`) or
+                    https://api.openai.com/v1#gpt-4o-mini. The API key comes from the
+                    variable named by --api-key-env, else from OPENAI_API_KEY when set.
+  Remote targets get the same prompts, temperature 0 and seed 0; classify asks for
+  one label (response_format choice, or a json_schema enum where that is rejected),
+  extract for the schema (json_schema). Their latency includes the network; their
+  memory is not measured; their cost comes from --price-in/--price-out.
+
+Prompt templates (extract, summarize, qa, chat): a chat as text; lines [system],
+  [user] and [assistant] start messages; {input} is the item, {schema} (extract) the
+  JSON Schema, {{ and }} literal braces. See the defaults with --show-template TASK.
+
+Examples:
   bantam eval ../shared/data/banking77/banking77_test.csv --task classify \\
       --input-field text --expected-field category --limit 200 \\
       --target smollm2:135m --target qwen2.5-coder:0.5b --out eval-banking77
-  bantam eval qa.jsonl --task qa --target qwen2.5-coder:1.5b")]
+  bantam eval qa.jsonl --task qa --target qwen2.5-coder:1.5b \\
+      --target https://api.openai.com/v1#gpt-4o-mini --price-in 0.15 --price-out 0.6
+  bantam eval qa.jsonl --task qa --target smollm2:135m --prompt-template qa.txt
+  bantam eval --show-template summarize
+  bantam eval --hardware --target smollm2:135m --target gemma3:270m --out hw")]
 pub struct EvalArgs {
     /// JSONL (`{\"input\", \"expected\"}`) or CSV dataset.
-    pub dataset: PathBuf,
+    #[arg(required_unless_present_any = ["hardware", "show_template"])]
+    pub dataset: Option<PathBuf>,
     /// classify, extract, summarize, qa or chat.
-    #[arg(long)]
-    pub task: String,
-    /// A model to evaluate (repeat for several).
-    #[arg(long = "target", required = true)]
+    #[arg(long, required_unless_present_any = ["hardware", "show_template"])]
+    pub task: Option<String>,
+    /// A target to evaluate: a local model, or URL#MODEL for an OpenAI-compatible API
+    /// (repeat for several; see "Targets" below).
+    #[arg(long = "target", required_unless_present = "show_template")]
     pub targets: Vec<String>,
     /// Field (JSONL) or column (CSV) with the input.
     #[arg(long, default_value = "input")]
@@ -39,6 +66,13 @@ pub struct EvalArgs {
     /// JSON Schema for extraction.
     #[arg(long, value_name = "FILE")]
     pub schema: Option<PathBuf>,
+    /// Prompt template for extract, summarize, qa or chat (replaces the default shown
+    /// by --show-template).
+    #[arg(long, value_name = "FILE")]
+    pub prompt_template: Option<PathBuf>,
+    /// Print the default prompt template of a task and exit.
+    #[arg(long, value_name = "TASK")]
+    pub show_template: Option<String>,
     /// Evaluate only N items: the first N, or N spread evenly with --spread.
     #[arg(long)]
     pub limit: Option<usize>,
@@ -51,13 +85,40 @@ pub struct EvalArgs {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// What this machine costs per hour in USD (e.g. its cloud instance price): adds
-    /// cost_per_1k_usd = 1000 / items_per_s × price / 3600 to every target.
+    /// cost_per_1k_usd = 1000 / items_per_s × price / 3600 to every local target.
     #[arg(long, value_name = "USD")]
     pub price_per_hour: Option<f64>,
+    /// Remote targets' price in USD per 1M prompt tokens (with --price-out): adds
+    /// cost_per_1k_usd from the tokens each answer's `usage` reports.
+    #[arg(long, value_name = "USD", requires = "price_out")]
+    pub price_in: Option<f64>,
+    /// Remote targets' price in USD per 1M completion tokens (with --price-in).
+    #[arg(long, value_name = "USD", requires = "price_in")]
+    pub price_out: Option<f64>,
+    /// Environment variable holding the API key of remote targets (default:
+    /// OPENAI_API_KEY when it is set; none otherwise).
+    #[arg(long, value_name = "VAR")]
+    pub api_key_env: Option<String>,
+    /// The target-hardware check: for each local target, bench's prefill and decode
+    /// tokens/s, time to first token and latency percentiles over a fixed prompt set,
+    /// and peak memory, in the same files (alone, or after the evaluation when a
+    /// dataset is given).
+    #[arg(long)]
+    pub hardware: bool,
+    /// With --hardware: runs per measurement (bench medians, passes over the prompts).
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub hardware_reps: usize,
     /// Threads (default: physical cores).
     #[arg(long)]
     pub threads: Option<u32>,
 }
+
+/// Tokens each request of the hardware check generates.
+const HARDWARE_GEN_TOKENS: u32 = 64;
+/// bench's prefill test length in the hardware check.
+const HARDWARE_BENCH_PROMPT: usize = 512;
+/// bench's decode test length in the hardware check.
+const HARDWARE_BENCH_GEN: u32 = 128;
 
 /// Peak resident memory of this process so far (MB).
 fn peak_rss_mb() -> f64 {
@@ -87,35 +148,17 @@ fn read_done(path: &Path) -> Result<Vec<ItemResult>> {
     Ok(out)
 }
 
-pub fn eval(home: &Path, a: EvalArgs) -> Result<()> {
-    let all_items = dataset::load(&a.dataset, &a.input_field, &a.expected_field)?;
-    if all_items.is_empty() {
-        bail!("{} has no items", a.dataset.display());
-    }
-    if let Some(p) = a.price_per_hour {
-        if !(p.is_finite() && p > 0.0) {
-            bail!("--price-per-hour must be a positive number of USD, not {p}");
-        }
-    }
-    let items: Vec<dataset::Item> = match a.limit {
-        Some(n) if n < all_items.len() && a.spread => (0..n)
-            .map(|k| all_items[k * all_items.len() / n].clone())
-            .collect(),
-        Some(n) => all_items.iter().take(n).cloned().collect(),
-        None => all_items.clone(),
-    };
-    let task = match a.task.as_str() {
+fn parse_task(a: &EvalArgs, name: &str, all_items: &[dataset::Item]) -> Result<Task> {
+    Ok(match name {
         "classify" => {
             let labels = if a.labels.is_empty() {
                 // Every label of the whole file, not just of the items evaluated.
-                let mut l: Vec<String> = all_items
+                all_items
                     .iter()
                     .filter_map(|i| i.expected.as_str().map(str::to_string))
                     .collect::<std::collections::BTreeSet<_>>()
                     .into_iter()
-                    .collect();
-                l.dedup();
-                l
+                    .collect()
             } else {
                 a.labels.clone()
             };
@@ -135,15 +178,238 @@ pub fn eval(home: &Path, a: EvalArgs) -> Result<()> {
         "qa" => Task::Qa,
         "chat" => Task::Chat,
         other => bail!("unknown task {other:?}; use classify, extract, summarize, qa or chat"),
+    })
+}
+
+fn show_template(name: &str) -> Result<()> {
+    let task = match name {
+        "classify" => Task::Classify { labels: Vec::new() },
+        "extract" => Task::Extract { schema: json!({}) },
+        _ => parse_task_name(name)?,
     };
-    let out_dir = a.out.clone().unwrap_or_else(|| {
-        let stem = a
-            .dataset
-            .file_stem()
-            .map_or("dataset".into(), |s| s.to_string_lossy().into_owned());
-        PathBuf::from(format!("bantam-eval-{stem}-{}", task.name()))
-    });
+    match prompt::default_text(&task) {
+        Some(t) => {
+            print!("{t}");
+            Ok(())
+        }
+        None => bail!(
+            "classify has no prompt template: each label is scored after bantam-tasks' \
+             prompt (system: \"{}\" and the label list; user: the text)",
+            bantam_tasks::classify::DEFAULT_INSTRUCTIONS
+        ),
+    }
+}
+
+fn parse_task_name(name: &str) -> Result<Task> {
+    Ok(match name {
+        "summarize" => Task::Summarize,
+        "qa" => Task::Qa,
+        "chat" => Task::Chat,
+        other => bail!("unknown task {other:?}; use classify, extract, summarize, qa or chat"),
+    })
+}
+
+/// The targets, parsed, with a client for every remote one (so a missing API key
+/// stops the command before any work).
+fn targets(a: &EvalArgs) -> Result<Vec<(String, TargetSpec, Option<Remote>)>> {
+    let key_env = match &a.api_key_env {
+        Some(v) => Some(v.clone()),
+        None => std::env::var("OPENAI_API_KEY")
+            .ok()
+            .filter(|k| !k.is_empty())
+            .map(|_| "OPENAI_API_KEY".to_string()),
+    };
+    let env = |k: &str| std::env::var(k).ok();
+    let mut out: Vec<(String, TargetSpec, Option<Remote>)> = Vec::new();
+    for t in &a.targets {
+        if out.iter().any(|(n, _, _)| n == t) {
+            bail!("target {t:?} is given twice");
+        }
+        let spec = TargetSpec::parse(t)?;
+        let remote = match &spec {
+            TargetSpec::Local(_) => None,
+            TargetSpec::Remote { base_url, model } => {
+                Some(Remote::new(t, base_url, model, key_env.as_deref(), &env)?)
+            }
+        };
+        out.push((t.clone(), spec, remote));
+    }
+    Ok(out)
+}
+
+pub fn eval(home: &Path, a: EvalArgs) -> Result<()> {
+    if let Some(name) = &a.show_template {
+        return show_template(name);
+    }
+    for (flag, v) in [
+        ("--price-per-hour", a.price_per_hour),
+        ("--price-in", a.price_in),
+        ("--price-out", a.price_out),
+    ] {
+        if let Some(p) = v {
+            if !(p.is_finite() && p >= 0.0) || (flag == "--price-per-hour" && p == 0.0) {
+                bail!("{flag} must be a positive number of USD, not {p}");
+            }
+        }
+    }
+    if a.hardware && a.hardware_reps == 0 {
+        bail!("--hardware-reps must be at least 1");
+    }
+    let targets = targets(&a)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let out_dir = a
+        .out
+        .clone()
+        .unwrap_or_else(|| match (&a.dataset, &a.task) {
+            (Some(d), Some(t)) => {
+                let stem = d
+                    .file_stem()
+                    .map_or("dataset".into(), |s| s.to_string_lossy().into_owned());
+                PathBuf::from(format!("bantam-eval-{stem}-{t}"))
+            }
+            _ => PathBuf::from("bantam-eval-hardware"),
+        });
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let previous: Option<Value> = std::fs::read_to_string(out_dir.join("summary.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
+    let mut doc = Map::new();
+    let mut meta = report::Meta::new("bantam eval: hardware check", "");
+    let evaluation = match &a.dataset {
+        Some(dataset) => {
+            let task = a
+                .task
+                .as_deref()
+                .context("a dataset needs --task (classify, extract, summarize, qa or chat)")?;
+            let (task, summary) = evaluate(
+                home,
+                &a,
+                dataset,
+                task,
+                &targets,
+                &rt,
+                &out_dir,
+                previous.as_ref(),
+                &mut meta,
+            )?;
+            doc.insert("dataset".into(), json!(dataset.display().to_string()));
+            doc.insert("task".into(), json!(task.name()));
+            doc.insert("targets".into(), Value::Object(summary.clone()));
+            Some((task, summary))
+        }
+        None => {
+            if previous
+                .as_ref()
+                .is_some_and(|p| p.get("targets").is_some())
+            {
+                bail!(
+                    "{} holds the results of an evaluation; give its dataset and --task too \
+                     to add the hardware check to it, or choose another --out",
+                    out_dir.display()
+                );
+            }
+            None
+        }
+    };
+    // The hardware check: measured now, or kept from an earlier run.
+    let mut hardware = previous
+        .as_ref()
+        .and_then(|p| p.get("hardware")?.as_object().cloned())
+        .unwrap_or_default();
+    if a.hardware {
+        for (name, spec, _) in &targets {
+            match spec {
+                TargetSpec::Local(model) => {
+                    let figures = hardware_check(home, model, &a, &rt)?;
+                    hardware.insert(name.clone(), Value::Object(figures));
+                }
+                TargetSpec::Remote { .. } => eprintln!(
+                    "{name}: remote target, skipped by the hardware check (it measures this machine)"
+                ),
+            }
+        }
+    }
+    // Only the targets of this command.
+    hardware.retain(|k, _| a.targets.contains(k));
+    if !hardware.is_empty() {
+        doc.insert("hardware".into(), Value::Object(hardware.clone()));
+    }
+    write_atomic(
+        &out_dir.join("summary.json"),
+        &serde_json::to_string_pretty(&Value::Object(doc))?,
+    )?;
+    let mut md = String::new();
+    if let Some((task, summary)) = &evaluation {
+        md.push_str(&report::markdown(task, summary));
+    }
+    if !hardware.is_empty() {
+        if !md.is_empty() {
+            md.push_str("\nHardware check\n\n");
+        }
+        md.push_str(&report::hardware_markdown(&hardware));
+    }
+    write_atomic(&out_dir.join("summary.md"), &md)?;
+    if let Some(v) = bantam_engine::runtime_info().cpu_variant {
+        meta.details.push(("CPU kernels".into(), v));
+    }
+    if let Some(p) = a.price_per_hour {
+        meta.details
+            .push(("price per hour".into(), format!("${p}")));
+    }
+    if let (Some(i), Some(o)) = (a.price_in, a.price_out) {
+        meta.details.push((
+            "remote price per 1M tokens".into(),
+            format!("${i} in, ${o} out"),
+        ));
+    }
+    let report_path = out_dir.join("report.html");
+    let html = report::html_report(
+        &meta,
+        evaluation.as_ref().map(|(t, s)| (t, s)),
+        (!hardware.is_empty()).then_some(&hardware),
+    );
+    write_atomic(&report_path, &html)?;
+    println!("{md}");
+    eprintln!("results in {}", out_dir.display());
+    eprintln!("report: {}", report_path.display());
+    Ok(())
+}
+
+/// Run the evaluation over every target; the per-target summaries.
+#[allow(clippy::too_many_arguments)]
+fn evaluate(
+    home: &Path,
+    a: &EvalArgs,
+    dataset: &Path,
+    task_name: &str,
+    targets: &[(String, TargetSpec, Option<Remote>)],
+    rt: &tokio::runtime::Runtime,
+    out_dir: &Path,
+    previous: Option<&Value>,
+    meta: &mut report::Meta,
+) -> Result<(Task, Map<String, Value>)> {
+    let all_items = dataset::load(dataset, &a.input_field, &a.expected_field)?;
+    if all_items.is_empty() {
+        bail!("{} has no items", dataset.display());
+    }
+    let items: Vec<dataset::Item> = match a.limit {
+        Some(n) if n < all_items.len() && a.spread => (0..n)
+            .map(|k| all_items[k * all_items.len() / n].clone())
+            .collect(),
+        Some(n) => all_items.iter().take(n).cloned().collect(),
+        None => all_items.clone(),
+    };
+    let task = parse_task(a, task_name, &all_items)?;
+    let template = match &a.prompt_template {
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            Some(PromptTemplate::parse(&text, &task).with_context(|| format!("{}", p.display()))?)
+        }
+        None => None,
+    };
     let items_path = out_dir.join("items.jsonl");
     let mut all = read_done(&items_path)?;
     // Rewrite what survived (a line cut by a kill is dropped) before appending.
@@ -156,11 +422,8 @@ pub fn eval(home: &Path, a: EvalArgs) -> Result<()> {
         write_atomic(&items_path, &text)?;
     }
     let done: HashSet<(String, usize)> = all.iter().map(|r| (r.target.clone(), r.index)).collect();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     let mut peak: BTreeMap<String, f64> = BTreeMap::new();
-    for target in &a.targets {
+    for (target, spec, remote) in targets {
         let todo: Vec<dataset::Item> = items
             .iter()
             .filter(|i| !done.contains(&(target.clone(), i.index)))
@@ -177,65 +440,91 @@ pub fn eval(home: &Path, a: EvalArgs) -> Result<()> {
                 items.len()
             );
         }
-        // Restart the peak-memory mark so each target reports its own.
-        let _ = std::fs::write("/proc/self/clear_refs", "5");
-        let engine = super::load_engine(home, target, 1, None, a.threads)?;
+        let engine = match spec {
+            TargetSpec::Local(model) => {
+                // Restart the peak-memory mark so each target reports its own.
+                let _ = std::fs::write("/proc/self/clear_refs", "5");
+                Some(super::load_engine(home, model, 1, None, a.threads)?)
+            }
+            TargetSpec::Remote { .. } => None,
+        };
+        let runner = match (&engine, remote) {
+            (Some(e), _) => Runner::Local(e),
+            (None, Some(r)) => Runner::Remote(r),
+            (None, None) => bail!("{target}: no engine and no client"),
+        };
         let bar = progress(true, todo.len(), &format!("{target:>20}"));
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&items_path)?;
         let mut write_err = None;
-        rt.block_on(run::run(&engine, target, &task, &todo, |r| {
-            let line = serde_json::to_string(&r).unwrap_or_default();
-            if let Err(e) = writeln!(file, "{line}").and_then(|()| file.flush()) {
-                write_err.get_or_insert(e);
-            }
-            all.push(r);
-            bar.inc(1);
-        }));
+        let outcome = rt.block_on(run::run(
+            runner,
+            target,
+            &task,
+            template.as_ref(),
+            &todo,
+            |r| {
+                let line = serde_json::to_string(&r).unwrap_or_default();
+                if let Err(e) = writeln!(file, "{line}").and_then(|()| file.flush()) {
+                    write_err.get_or_insert(e);
+                }
+                all.push(r);
+                bar.inc(1);
+            },
+        ));
         bar.finish_and_clear();
         if let Some(e) = write_err {
             return Err(e).context(format!("writing {}", items_path.display()));
         }
-        peak.insert(target.clone(), peak_rss_mb());
+        if let Err(e) = outcome {
+            bail!(
+                "{e}\nthe items answered so far are in {}; run the same command again to continue",
+                items_path.display()
+            );
+        }
+        if engine.is_some() {
+            peak.insert(target.clone(), peak_rss_mb());
+        }
     }
     // Summaries over everything in items.jsonl for these targets. A target that had
     // nothing left to do keeps the peak memory of the run that did its items.
-    let previous: Option<Value> = std::fs::read_to_string(out_dir.join("summary.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok());
     let mut summary = Map::new();
-    for target in &a.targets {
+    for (target, spec, _) in targets {
         let rs: Vec<&ItemResult> = all.iter().filter(|r| &r.target == target).collect();
         let mut s = run::summarize(&task, &rs);
-        let earlier = || previous.as_ref()?["targets"][target.as_str()]["peak_rss_mb"].as_f64();
-        if let Some(mb) = peak.get(target).copied().or_else(earlier) {
-            s.insert("peak_rss_mb".into(), json!(mb));
-        }
-        if let Some(price) = a.price_per_hour {
-            run::add_cost(&mut s, price);
+        match spec {
+            TargetSpec::Local(_) => {
+                s.insert("kind".into(), json!("local"));
+                let earlier = || previous?["targets"][target.as_str()]["peak_rss_mb"].as_f64();
+                if let Some(mb) = peak.get(target).copied().or_else(earlier) {
+                    s.insert("peak_rss_mb".into(), json!(mb));
+                }
+                if let Some(price) = a.price_per_hour {
+                    run::add_cost(&mut s, price);
+                }
+            }
+            TargetSpec::Remote { base_url, model } => {
+                s.insert("kind".into(), json!("remote"));
+                s.insert("base_url".into(), json!(base_url));
+                s.insert("model".into(), json!(model));
+                if let (Some(i), Some(o)) = (a.price_in, a.price_out) {
+                    run::add_token_cost(&mut s, &rs, i, o);
+                }
+            }
         }
         summary.insert(target.clone(), Value::Object(s));
     }
-    let doc = json!({"dataset": a.dataset.display().to_string(), "task": task.name(), "targets": summary});
-    write_atomic(
-        &out_dir.join("summary.json"),
-        &serde_json::to_string_pretty(&doc)?,
-    )?;
-    let table = report::markdown(&task, &summary);
-    write_atomic(&out_dir.join("summary.md"), &table)?;
-    let mut meta = report::Meta::new(
-        format!(
-            "bantam eval: {} ({})",
-            a.dataset.file_name().map_or_else(
-                || a.dataset.display().to_string(),
-                |n| n.to_string_lossy().into_owned()
-            ),
-            task.name()
+    meta.title = format!(
+        "bantam eval: {} ({})",
+        dataset.file_name().map_or_else(
+            || dataset.display().to_string(),
+            |n| n.to_string_lossy().into_owned()
         ),
-        a.dataset.display().to_string(),
+        task.name()
     );
+    meta.dataset = dataset.display().to_string();
     meta.details.push((
         "items evaluated".into(),
         match a.limit {
@@ -256,19 +545,78 @@ pub fn eval(home: &Path, a: EvalArgs) -> Result<()> {
         meta.details
             .push(("labels".into(), labels.len().to_string()));
     }
-    if let Some(v) = bantam_engine::runtime_info().cpu_variant {
-        meta.details.push(("CPU kernels".into(), v));
-    }
-    if let Some(p) = a.price_per_hour {
+    if let Some(p) = &a.prompt_template {
         meta.details
-            .push(("price per hour".into(), format!("${p}")));
+            .push(("prompt template".into(), p.display().to_string()));
     }
-    let report_path = out_dir.join("report.html");
-    write_atomic(&report_path, &report::html(&meta, &summary, &task))?;
-    println!("{table}");
-    eprintln!("results in {}", out_dir.display());
-    eprintln!("report: {}", report_path.display());
-    Ok(())
+    Ok((task, summary))
+}
+
+/// The hardware check of one local model: time to first token, latency and peak
+/// memory over the fixed prompts (prefix cache off, one request at a time), then
+/// bench's prefill and decode speed with the model's stored flash-attention setting.
+fn hardware_check(
+    home: &Path,
+    model: &str,
+    a: &EvalArgs,
+    rt: &tokio::runtime::Runtime,
+) -> Result<Map<String, Value>> {
+    eprintln!("{model}: measuring on this machine (hardware check)…");
+    let store = Store::open(home)?;
+    let defaults = EngineConfig {
+        parallel: 1,
+        ..EngineConfig::default()
+    };
+    let mut resolved = StoreResolver::new(store, defaults)
+        .resolve(model)
+        .map_err(anyhow::Error::from)?;
+    resolved.config.parallel = 1;
+    if let Some(t) = a.threads {
+        resolved.config.threads = t;
+    }
+    let mut cfg = resolved.config.clone();
+    // Every request computes its whole prompt, so repeats measure the same work.
+    cfg.prefix_cache = false;
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let engine = Engine::load(
+        &resolved.name,
+        &resolved.path,
+        &cfg,
+        resolved.template.as_deref(),
+    )?;
+    let timings = rt.block_on(hardware::serve_prompts(
+        &engine,
+        &hardware::PROMPTS,
+        HARDWARE_GEN_TOKENS,
+        a.hardware_reps,
+    ))?;
+    let peak = peak_rss_mb();
+    let threads = engine.info().threads;
+    drop(engine);
+    let fa = resolved.config.flash_attention;
+    let plan = super::bench::Plan {
+        prompt_tokens: HARDWARE_BENCH_PROMPT,
+        gen_tokens: HARDWARE_BENCH_GEN,
+        reps: a.hardware_reps,
+        threads: a.threads,
+        parallel: 0,
+        kv_unified: false,
+    };
+    let measured = super::bench::measure(&resolved, &[fa], &plan)?;
+    let mut s = hardware::summarize(&timings);
+    if let Some(m) = measured.first() {
+        s.insert("prefill_tok_s".into(), json!(m.prefill));
+        s.insert("decode_tok_s".into(), json!(m.decode));
+    }
+    if peak > 0.0 {
+        s.insert("peak_rss_mb".into(), json!(peak));
+    }
+    s.insert("bench_prompt_tokens".into(), json!(HARDWARE_BENCH_PROMPT));
+    s.insert("bench_gen_tokens".into(), json!(HARDWARE_BENCH_GEN));
+    s.insert("bench_reps".into(), json!(a.hardware_reps));
+    s.insert("flash_attention".into(), serde_json::to_value(fa)?);
+    s.insert("threads".into(), json!(threads));
+    Ok(s)
 }
 
 fn write_atomic(path: &Path, text: &str) -> Result<()> {

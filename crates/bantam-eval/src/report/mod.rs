@@ -226,14 +226,25 @@ footer{color:#777;font-size:12px;margin-top:36px}
 /// The self-contained HTML report for `targets` (target name → its summary, as in
 /// `summary.json`'s `targets`).
 pub fn html(meta: &Meta, targets: &Map<String, Value>, task: &Task) -> String {
-    let series: Vec<Series> = targets
-        .keys()
-        .enumerate()
-        .map(|(i, name)| Series {
-            name,
-            colour: colour(i),
-        })
-        .collect();
+    html_report(meta, Some((task, targets)), None)
+}
+
+/// The HTML report of an evaluation (`eval`: the task and the per-target
+/// summaries), a hardware check (`hardware`: target → its figures, as in
+/// `summary.json`'s `hardware`), or both.
+pub fn html_report(
+    meta: &Meta,
+    eval: Option<(&Task, &Map<String, Value>)>,
+    hardware: Option<&Map<String, Value>>,
+) -> String {
+    // One colour per target across every section.
+    let mut names: Vec<&String> = eval.map(|(_, t)| t.keys().collect()).unwrap_or_default();
+    for n in hardware.into_iter().flat_map(|h| h.keys()) {
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    let colour_of = |name: &str| colour(names.iter().position(|n| *n == name).unwrap_or(0));
     let mut h = String::with_capacity(64 * 1024);
     let _ = write!(
         h,
@@ -242,46 +253,189 @@ pub fn html(meta: &Meta, targets: &Map<String, Value>, task: &Task) -> String {
          <title>{}</title><style>{STYLE}</style></head><body><main>",
         escape(&meta.title)
     );
-    header(&mut h, meta, targets, task);
-    if targets.is_empty() {
-        h.push_str("<p class=\"note\">No targets were evaluated.</p>");
-    } else {
-        table(&mut h, task, targets, &series);
-        overview(&mut h, task, targets, &series);
-        if matches!(task, Task::Classify { .. }) {
-            classes::per_class(&mut h, targets, &series);
-            classes::confusion(&mut h, targets, &series);
+    header(&mut h, meta, eval, hardware);
+    if let Some((task, targets)) = eval {
+        let series: Vec<Series> = targets
+            .keys()
+            .map(|name| Series {
+                name,
+                colour: colour_of(name),
+            })
+            .collect();
+        if targets.is_empty() {
+            h.push_str("<p class=\"note\">No targets were evaluated.</p>");
+        } else {
+            table(&mut h, task, targets, &series);
+            overview(&mut h, task, targets, &series);
+            if matches!(task, Task::Classify { .. }) {
+                classes::per_class(&mut h, targets, &series);
+                classes::confusion(&mut h, targets, &series);
+            }
         }
+    }
+    if let Some(hw) = hardware {
+        let series: Vec<Series> = hw
+            .keys()
+            .map(|name| Series {
+                name,
+                colour: colour_of(name),
+            })
+            .collect();
+        hardware_section(&mut h, hw, &series);
     }
     let _ = writeln!(
         h,
         "<footer>Made by bantam {} (<code>bantam eval</code>). Every number is also in \
-         summary.json; per-item results are in items.jsonl.</footer></main></body></html>",
-        env!("CARGO_PKG_VERSION")
+         summary.json{}.</footer></main></body></html>",
+        env!("CARGO_PKG_VERSION"),
+        if eval.is_some() {
+            "; per-item results are in items.jsonl"
+        } else {
+            ""
+        }
     );
     h
 }
 
-fn header(h: &mut String, meta: &Meta, targets: &Map<String, Value>, task: &Task) {
+/// The hardware check's columns.
+pub const HARDWARE_COLUMNS: [&str; 9] = [
+    "prefill_tok_s",
+    "decode_tok_s",
+    "ttft_p50_ms",
+    "ttft_p95_ms",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "latency_p99_ms",
+    "e2e_tokens_per_s",
+    "peak_rss_mb",
+];
+
+/// The hardware check as a markdown table: one row per local target.
+pub fn hardware_markdown(hw: &Map<String, Value>) -> String {
+    let mut t = format!(
+        "| target | {} |\n|---|{}\n",
+        HARDWARE_COLUMNS.join(" | "),
+        "---:|".repeat(HARDWARE_COLUMNS.len())
+    );
+    for (target, s) in hw {
+        let cells: Vec<String> = HARDWARE_COLUMNS
+            .iter()
+            .map(|c| cell(c, s.get(*c)))
+            .collect();
+        let _ = writeln!(t, "| {target} | {} |", cells.join(" | "));
+    }
+    t
+}
+
+fn hardware_section(h: &mut String, hw: &Map<String, Value>, series: &[Series]) {
+    h.push_str(
+        "<section id=\"hardware\"><h2>Hardware check</h2><div class=\"scroll\"><table><thead><tr><th>target</th>",
+    );
+    for c in HARDWARE_COLUMNS {
+        let _ = write!(h, "<th>{}</th>", escape(c).replace('_', "_<wbr/>"));
+    }
+    h.push_str("</tr></thead><tbody>");
+    for (se, (name, s)) in series.iter().zip(hw) {
+        let _ = write!(
+            h,
+            "<tr><td><span class=\"swatch\" style=\"background:{}\"></span>{}</td>",
+            se.colour,
+            escape(name)
+        );
+        for c in HARDWARE_COLUMNS {
+            let _ = write!(h, "<td>{}</td>", escape(&cell(c, s.get(c))));
+        }
+        h.push_str("</tr>");
+    }
+    let first = hw.values().next();
+    let plan = |k: &str| {
+        first
+            .and_then(|s| s.get(k))
+            .map_or("–".into(), |v| cell(k, Some(v)))
+    };
+    let _ = write!(
+        h,
+        "</tbody></table></div><p class=\"note\">Measured on this machine. Prefill and decode \
+         are <code>bantam bench</code>'s figures (a {}-token prompt, {} generated tokens, \
+         medians of {} runs, the model's stored flash-attention setting). Time to first \
+         token and latency are over {} requests of a fixed prompt set (mean {} prompt \
+         tokens after the chat template, {} generated tokens each), served one at a time \
+         with the prefix cache off; e2e tokens/s is generated tokens over those requests' \
+         total time. Peak memory is the process's resident high-water mark while the \
+         model served them.</p>",
+        plan("bench_prompt_tokens"),
+        plan("bench_gen_tokens"),
+        plan("bench_reps"),
+        plan("requests"),
+        first
+            .and_then(|s| metric(s, "prompt_tokens_mean"))
+            .map_or("–".into(), |v| format!("{v:.0}")),
+        plan("gen_tokens"),
+    );
+    let values = |keys: &[&str]| -> Vec<Vec<Option<f64>>> {
+        hw.values()
+            .map(|s| keys.iter().map(|k| metric(s, k)).collect())
+            .collect()
+    };
+    let speed = ["prefill_tok_s", "decode_tok_s", "e2e_tokens_per_s"];
+    let lat = [
+        "ttft_p50_ms",
+        "ttft_p95_ms",
+        "latency_p50_ms",
+        "latency_p95_ms",
+    ];
+    let _ = write!(
+        h,
+        "<div class=\"row\"><figure>{}<figcaption>Tokens per second: prompt processing, \
+         generation, and generation end to end (prefill included).</figcaption></figure>\
+         <figure>{}<figcaption>Time to first token and request latency \
+         (nearest-rank percentiles).</figcaption></figure></div></section>",
+        charts::grouped_bars(
+            &["prefill", "decode", "e2e"],
+            series,
+            &values(&speed),
+            "tokens/s",
+            |v| format!("{v:.0}")
+        ),
+        charts::grouped_bars(
+            &["ttft p50", "ttft p95", "latency p50", "latency p95"],
+            series,
+            &values(&lat),
+            "ms",
+            |v| format!("{v:.0}")
+        ),
+    );
+}
+
+fn header(
+    h: &mut String,
+    meta: &Meta,
+    eval: Option<(&Task, &Map<String, Value>)>,
+    hardware: Option<&Map<String, Value>>,
+) {
     let _ = write!(
         h,
         "<header><h1>{}</h1><dl class=\"meta\">",
         escape(&meta.title)
     );
-    let items = targets
-        .values()
-        .filter_map(|s| s.get("items").and_then(Value::as_u64))
-        .max()
-        .unwrap_or(0);
-    let names: Vec<&str> = targets.keys().map(String::as_str).collect();
-    let mut rows: Vec<(String, String)> = vec![
-        ("dataset".into(), meta.dataset.clone()),
-        ("task".into(), task.name().into()),
-        ("items".into(), items.to_string()),
-        ("targets".into(), names.join(", ")),
-        ("created".into(), meta.created.clone()),
-        ("machine".into(), meta.machine.clone()),
-    ];
+    let mut rows: Vec<(String, String)> = vec![("dataset".into(), meta.dataset.clone())];
+    if let Some((task, targets)) = eval {
+        let items = targets
+            .values()
+            .filter_map(|s| s.get("items").and_then(Value::as_u64))
+            .max()
+            .unwrap_or(0);
+        let names: Vec<&str> = targets.keys().map(String::as_str).collect();
+        rows.push(("task".into(), task.name().into()));
+        rows.push(("items".into(), items.to_string()));
+        rows.push(("targets".into(), names.join(", ")));
+    }
+    if let Some(hw) = hardware {
+        let names: Vec<&str> = hw.keys().map(String::as_str).collect();
+        rows.push(("hardware check".into(), names.join(", ")));
+    }
+    rows.push(("created".into(), meta.created.clone()));
+    rows.push(("machine".into(), meta.machine.clone()));
     rows.extend(meta.details.iter().cloned());
     for (k, v) in rows.iter().filter(|(_, v)| !v.is_empty()) {
         let _ = write!(h, "<dt>{}</dt><dd>{}</dd>", escape(k), escape(v));
@@ -330,15 +484,19 @@ fn table(h: &mut String, task: &Task, targets: &Map<String, Value>, series: &[Se
     }
     h.push_str(
         "</tbody></table></div><p class=\"note\">The best value of each column is in bold. \
-         Latencies are per item (for classification: the time of a batch of 16 divided by \
-         its items); items/s is sequential throughput; peak memory is the process's \
-         resident high-water mark while the target ran.</p></section>",
+         Latencies are per item (for local classification: the time of a batch of 16 divided \
+         by its items; for a remote target: the HTTP request, network included); items/s is \
+         sequential throughput; peak memory is the process's resident high-water mark while \
+         a local target ran (– for remote targets: their memory is on another machine).</p></section>",
     );
 }
 
 fn cost_note(s: &Value) -> String {
     match metric(s, COST) {
         Some(c) => format!("${c:.4} / 1k items"),
+        None if s.get("kind").and_then(Value::as_str) == Some("remote") => {
+            "remote, no price".into()
+        }
         None => "local, no price".into(),
     }
 }
@@ -372,8 +530,9 @@ fn overview(h: &mut String, task: &Task, targets: &Map<String, Value>, series: &
         "<section id=\"quality-latency\"><h2>Quality against latency</h2><figure>{}<figcaption>Each target at \
          its median latency per item (x) and {main} (y); the whisker reaches the 95th \
          percentile. Up and to the left is better. The second label line is the cost per \
-         1000 items when a price per hour was given (<code>--price-per-hour</code>), else \
-         “local, no price”.</figcaption></figure></section>",
+         1000 items when a price was given (<code>--price-per-hour</code> for local targets, \
+         <code>--price-in</code>/<code>--price-out</code> per million tokens for remote \
+         ones), else “local, no price” or “remote, no price”.</figcaption></figure></section>",
         charts::scatter(&points, "latency p50 (ms per item)", main)
     );
     let (bars, caption): (&[&str], &str) = match task {

@@ -45,6 +45,7 @@ fn classify_summaries(
                     prediction: json!(pred),
                     metrics: Map::new(),
                     latency_ms: ms * (0.5 + unit(i as u64, 99)),
+                    prompt_tokens: 0,
                     completion_tokens: 0,
                     error: None,
                 }
@@ -206,6 +207,7 @@ fn degenerate_runs_render_without_nan() {
         prediction: Value::Null,
         metrics: Map::new(),
         latency_ms: 0.0,
+        prompt_tokens: 0,
         completion_tokens: 0,
         error: Some("boom".into()),
     };
@@ -348,4 +350,82 @@ fn machine_and_time_are_filled() {
         m.created
     );
     assert!(!m.machine.is_empty());
+}
+
+#[test]
+fn remote_targets_are_labelled_as_such() {
+    let labels = names(3);
+    let mut targets = classify_summaries(
+        &labels,
+        30,
+        &[("local", 0.6, 40.0), ("http://h/v1#m", 0.8, 300.0)],
+    );
+    targets["http://h/v1#m"]["kind"] = json!("remote");
+    let html = html(&meta(), &targets, &classify_task(&labels));
+    check_document(&html);
+    assert_eq!(html.matches("remote, no price").count(), 2 + 1);
+    assert_eq!(html.matches("local, no price").count(), 2 + 1);
+}
+
+#[test]
+fn hardware_section_alone_and_with_an_evaluation() {
+    let figures = |k: f64| {
+        let mut s = Map::new();
+        for (i, c) in HARDWARE_COLUMNS.iter().enumerate() {
+            s.insert((*c).into(), json!(k * (i + 1) as f64 + 0.25));
+        }
+        for (c, v) in [
+            ("requests", json!(24)),
+            ("prompt_tokens_mean", json!(96.4)),
+            ("gen_tokens", json!(64)),
+            ("bench_prompt_tokens", json!(512)),
+            ("bench_gen_tokens", json!(128)),
+            ("bench_reps", json!(3)),
+        ] {
+            s.insert(c.into(), v);
+        }
+        Value::Object(s)
+    };
+    let mut hw = Map::new();
+    hw.insert("smollm2:135m".into(), figures(10.0));
+    hw.insert("qwen2.5-coder:0.5b".into(), figures(3.0));
+    let md = hardware_markdown(&hw);
+    assert!(
+        md.starts_with("| target | prefill_tok_s | decode_tok_s |"),
+        "{md}"
+    );
+    assert!(md.contains("| smollm2:135m | 10.2 | 20.2 |"), "{md}");
+    let mut m = meta();
+    m.dataset.clear();
+    let alone = html_report(&m, None, Some(&hw));
+    let doc = check_document(&alone);
+    assert_eq!(count(&doc, "svg"), 2, "throughput and latency charts");
+    assert!(alone.contains("id=\"hardware\"") && !alone.contains("id=\"summary\""));
+    assert!(alone.contains("a 512-token prompt, 128 generated tokens, medians of 3 runs"));
+    assert!(alone.contains("over 24 requests") && alone.contains("mean 96 prompt"));
+    assert!(!alone.contains("<dt>task</dt>") && !alone.contains("<dt>dataset</dt>"));
+    // (Map order depends on serde_json's features.)
+    let hw_names: Vec<&str> = hw.keys().map(String::as_str).collect();
+    assert!(alone.contains(&format!(
+        "<dt>hardware check</dt><dd>{}</dd>",
+        hw_names.join(", ")
+    )));
+    // With an evaluation: both sections, the same colour for the same target.
+    let labels = names(3);
+    let targets = classify_summaries(
+        &labels,
+        30,
+        &[("smollm2:135m", 0.6, 40.0), ("x", 0.7, 60.0)],
+    );
+    let both = html_report(
+        &meta(),
+        Some((&classify_task(&labels), &targets)),
+        Some(&hw),
+    );
+    check_document(&both);
+    assert!(both.contains("id=\"summary\"") && both.contains("id=\"hardware\""));
+    let swatch = |c: &str, name: &str| format!("background:{c}\"></span>{name}</td>");
+    assert_eq!(both.matches(&swatch(colour(0), "smollm2:135m")).count(), 2);
+    assert!(!both.contains(&swatch(colour(0), "qwen2.5-coder:0.5b")));
+    assert!(!both.contains(&swatch(colour(1), "qwen2.5-coder:0.5b")));
 }
