@@ -501,25 +501,16 @@ fn curl_streams_server_sent_events() {
 #[test]
 fn openai_python_client_works_unchanged() {
     let s = Server::start(&["--parallel", "4"]);
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/python/test_openai.py"
-    );
-    let out = std::process::Command::new(
-        std::env::var("BANTAM_PYTHON").unwrap_or_else(|_| "python3".into()),
-    )
-    .arg(script)
-    .env("BANTAM_BASE_URL", format!("{}/v1", s.base))
-    .env("BANTAM_MODEL", MODEL)
-    .output()
-    .expect("python3 is installed");
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let (ok, log) = common::python(
+        "test_openai.py",
+        &[],
+        &[
+            ("BANTAM_BASE_URL", format!("{}/v1", s.base)),
+            ("BANTAM_MODEL", MODEL.to_string()),
+        ],
     );
     assert!(
-        out.status.success(),
+        ok,
         "openai client tests failed (pip install openai?):\n{log}"
     );
     assert!(log.contains("OK"), "{log}");

@@ -13,23 +13,12 @@ fn embeddings_through_the_openai_client() {
         panic!("this test needs all-minilm:l6-v2: run `bantam pull all-minilm:l6-v2` (CI does)");
     }
     let s = Server::start(&[]);
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/python/test_embeddings.py"
+    let (ok, log) = common::python(
+        "test_embeddings.py",
+        &[],
+        &[("BANTAM_BASE_URL", format!("{}/v1", s.base))],
     );
-    let out = std::process::Command::new(
-        std::env::var("BANTAM_PYTHON").unwrap_or_else(|_| "python3".into()),
-    )
-    .arg(script)
-    .env("BANTAM_BASE_URL", format!("{}/v1", s.base))
-    .output()
-    .expect("python3 is installed");
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success() && log.contains("OK"), "{log}");
+    assert!(ok && log.contains("OK"), "{log}");
 
     for (body, param) in [
         (

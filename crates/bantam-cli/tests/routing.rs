@@ -151,23 +151,12 @@ fn routes_escalate_by_rule_pass_through_the_upstream_and_account_costs() {
     assert_eq!(st, 400, "the upstream's 400 is passed through: {v}");
 
     // The official client: models list, headers, streaming with usage and cost.
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/python/test_routing.py"
+    let (ok, log) = common::python(
+        "test_routing.py",
+        &[],
+        &[("BANTAM_BASE_URL", format!("{}/v1", main.base))],
     );
-    let out = std::process::Command::new(
-        std::env::var("BANTAM_PYTHON").unwrap_or_else(|_| "python3".into()),
-    )
-    .arg(script)
-    .env("BANTAM_BASE_URL", format!("{}/v1", main.base))
-    .output()
-    .expect("python3 is installed");
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success() && log.contains("OK"), "{log}");
+    assert!(ok && log.contains("OK"), "{log}");
 
     // The ledger: three answered here, the client's three, and the upstream's 400
     // (the malformed body never reached a backend).

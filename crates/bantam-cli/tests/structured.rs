@@ -3,30 +3,12 @@
 
 mod common;
 
-use common::Server;
+use common::{python, Server};
 use serde_json::json;
 
 const MODEL: &str = "smollm2:135m";
 /// A model trained for tool calls (its chat template renders tools).
 const TOOL_MODEL: &str = "qwen2.5-coder:0.5b";
-
-fn python(script: &str, args: &[&str], env: &[(&str, String)]) -> (bool, String) {
-    let path = format!("{}/../../tests/python/{script}", env!("CARGO_MANIFEST_DIR"));
-    let out = std::process::Command::new(
-        std::env::var("BANTAM_PYTHON").unwrap_or_else(|_| "python3".into()),
-    )
-    .arg(path)
-    .args(args)
-    .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-    .output()
-    .expect("python3 is installed");
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), log)
-}
 
 #[test]
 fn openai_client_structured_output_and_tool_calls() {

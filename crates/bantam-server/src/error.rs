@@ -35,6 +35,17 @@ impl ApiError {
         )
     }
 
+    /// 500 `server_error` (a failure on Bantam's side, such as a worker that died).
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            None,
+            None,
+            message,
+        )
+    }
+
     /// Any status.
     pub fn new(
         status: StatusCode,

@@ -178,3 +178,23 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// Run `tests/python/SCRIPT` with `python3` (or `BANTAM_PYTHON`); success and the
+/// combined output.
+pub fn python(script: &str, args: &[&str], env: &[(&str, String)]) -> (bool, String) {
+    let path = format!("{}/../../tests/python/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new(
+        std::env::var("BANTAM_PYTHON").unwrap_or_else(|_| "python3".into()),
+    )
+    .arg(path)
+    .args(args)
+    .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+    .output()
+    .expect("python3 is installed");
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), log)
+}

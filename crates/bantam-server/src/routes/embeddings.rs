@@ -116,15 +116,7 @@ async fn embedder(st: &AppState, name: &str) -> Result<Arc<Embedder>, ApiError> 
     let name2 = name.to_string();
     let e = tokio::task::spawn_blocking(move || Embedder::load(&path, threads))
         .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                None,
-                None,
-                e.to_string(),
-            )
-        })?
+        .map_err(|e| ApiError::internal(e.to_string()))?
         .map_err(|e| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -181,15 +173,7 @@ pub(crate) async fn embeddings(
         e.embed_with_usage(&refs)
     })
     .await
-    .map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            None,
-            None,
-            e.to_string(),
-        )
-    })??;
+    .map_err(|e| ApiError::internal(e.to_string()))??;
     let data: Vec<Value> = out
         .vectors
         .iter()

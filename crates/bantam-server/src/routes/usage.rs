@@ -48,15 +48,7 @@ pub(crate) async fn usage(
     };
     let report = tokio::task::spawn_blocking(move || ledger.usage(&query))
         .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                None,
-                None,
-                e.to_string(),
-            )
-        })?;
+        .map_err(|e| ApiError::internal(e.to_string()))?;
     match report {
         Ok(r) => Ok(Json(r)),
         Err(LedgerError::Query(m)) => Err(ApiError::invalid(None, m)),
