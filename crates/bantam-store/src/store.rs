@@ -370,18 +370,10 @@ impl Store {
             Ok(old) => old.previous,
             Err(_) => Vec::new(),
         };
-        let mut old_options = self
+        let old_options = self
             .get(&name.to_string())
             .map(|m| m.options)
             .unwrap_or_default();
-        if info.is_embedding_model() {
-            // Encoders are not tuned with generation benchmarks (`bantam pull` measures
-            // flash attention only while this option is unset); the embedder computes
-            // with flash attention off.
-            old_options
-                .entry("flash_attention".to_string())
-                .or_insert_with(|| serde_json::Value::String("off".into()));
-        }
         let manifest = Manifest {
             schema: 1,
             name: name.to_string(),

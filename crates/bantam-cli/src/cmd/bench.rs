@@ -219,6 +219,11 @@ fn name(fa: FlashAttnSetting) -> &'static str {
 pub fn tune_after_install(store: &Store, model: &str) -> Result<()> {
     let resolver = StoreResolver::new(store.clone(), bantam_engine::EngineConfig::default());
     let resolved = resolver.resolve(model)?;
+    // Sentence encoders do not generate: there is nothing to measure (the embedder
+    // runs without flash attention).
+    if bantam_store::gguf::GgufInfo::read(&resolved.path).is_ok_and(|i| i.is_embedding_model()) {
+        return Ok(());
+    }
     eprintln!("measuring flash attention on this machine (skip with --no-tune)…");
     let plan = Plan {
         prompt_tokens: 128,
