@@ -16,8 +16,7 @@ pub use crate::TaskError as ClassifyError;
 use crate::TaskError;
 
 /// Default instructions.
-pub const DEFAULT_INSTRUCTIONS: &str =
-    "Classify the text into exactly one of the labels below. Answer with the label only.";
+pub use bantam_types::tasks::CLASSIFY_INSTRUCTIONS as DEFAULT_INSTRUCTIONS;
 /// Most inputs per request.
 pub const MAX_INPUTS: usize = 4096;
 /// Most labels per request (llama.cpp's sequence limit).
@@ -79,20 +78,9 @@ pub fn scoring_mode(req: &ClassifyRequest) -> Result<ScoreMode, ClassifyError> {
 }
 
 /// The system message of a classification prompt: the instructions and the label
-/// list (with descriptions). `bantam eval` sends the same text to remote targets.
+/// list (with descriptions). Routes and `bantam eval` send the same text upstream.
 pub fn system_prompt(req: &ClassifyRequest) -> String {
-    let mut s = req
-        .instructions
-        .clone()
-        .unwrap_or_else(|| DEFAULT_INSTRUCTIONS.to_string());
-    s.push_str("\n\nLabels:\n");
-    for l in &req.labels {
-        match l.description() {
-            Some(d) => s.push_str(&format!("- {}: {d}\n", l.name())),
-            None => s.push_str(&format!("- {}\n", l.name())),
-        }
-    }
-    s
+    req.system_prompt()
 }
 
 /// Classify `texts` (already taken out of the request).
@@ -225,16 +213,5 @@ mod tests {
         let p = softmax(&[-1.0, -3.0, -2.0]);
         assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6);
         assert!(p[0] > p[2] && p[2] > p[1]);
-    }
-
-    #[test]
-    fn system_prompt_lists_labels_with_descriptions() {
-        let mut r = req(&["a"]);
-        r.labels.push(LabelSpec::Described {
-            label: "b".into(),
-            description: Some("bee".into()),
-        });
-        let s = system_prompt(&r);
-        assert!(s.contains("- a\n- b: bee\n"), "{s}");
     }
 }

@@ -12,20 +12,21 @@ use crate::generate::complete;
 use crate::TaskError;
 
 /// Default instructions.
-pub const DEFAULT_INSTRUCTIONS: &str = "Extract the information in the user's text as JSON that matches this JSON Schema. Use only facts stated in the text; where the schema allows null and the text says nothing, use null.";
+pub use bantam_types::tasks::EXTRACT_INSTRUCTIONS as DEFAULT_INSTRUCTIONS;
 
-/// Run an extraction.
-pub async fn extract(engine: &Engine, req: &ExtractRequest) -> Result<ExtractResponse, TaskError> {
+/// Check a request before any work (whichever backend answers it).
+pub fn validate(req: &ExtractRequest) -> Result<(), TaskError> {
     if req.input.trim().is_empty() {
         return Err(TaskError::invalid("input", "input must not be empty"));
     }
     bantam_structured::check_schema(&req.schema)
-        .map_err(|e| TaskError::invalid("schema", e.to_string()))?;
-    let system = format!(
-        "{}\n\nJSON Schema:\n{}",
-        req.instructions.as_deref().unwrap_or(DEFAULT_INSTRUCTIONS),
-        serde_json::to_string(&req.schema).unwrap_or_default()
-    );
+        .map_err(|e| TaskError::invalid("schema", e.to_string()))
+}
+
+/// Run an extraction.
+pub async fn extract(engine: &Engine, req: &ExtractRequest) -> Result<ExtractResponse, TaskError> {
+    validate(req)?;
+    let system = req.system_prompt();
     let msgs = [
         TemplateMessage::new("system", &system),
         TemplateMessage::new("user", &req.input),

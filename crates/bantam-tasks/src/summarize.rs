@@ -17,19 +17,6 @@ const REPETITION_PENALTY: f32 = 1.1;
 /// Most levels of summaries of summaries.
 const MAX_LEVELS: u32 = 6;
 
-fn instruction(req: &SummarizeRequest, n: u32) -> String {
-    let base = req.instructions.clone().unwrap_or_else(|| {
-        "Summarize the user's text faithfully, keeping names, numbers and decisions.".into()
-    });
-    match req.style.as_deref().unwrap_or("paragraph") {
-        "bullets" => {
-            format!("{base} Answer with at most {n} bullet points, each starting with \"- \".")
-        }
-        "sentences" => format!("{base} Answer in at most {n} sentences."),
-        _ => format!("{base} Answer with one short paragraph."),
-    }
-}
-
 /// Split `text` into pieces of at most `budget` tokens, at sentence or line ends.
 pub fn chunk(engine: &Engine, text: &str, budget: usize) -> Vec<String> {
     let model = engine.model();
@@ -76,28 +63,35 @@ pub fn chunk(engine: &Engine, text: &str, budget: usize) -> Vec<String> {
     out
 }
 
-/// Run a summarisation.
-pub async fn summarize(
-    engine: &Engine,
-    req: &SummarizeRequest,
-) -> Result<SummarizeResponse, TaskError> {
+/// Check a request before any work (whichever backend answers it).
+pub fn validate(req: &SummarizeRequest) -> Result<(), TaskError> {
     if req.input.trim().is_empty() {
         return Err(TaskError::invalid("input", "input must not be empty"));
     }
-    let style = req.style.as_deref().unwrap_or("paragraph");
+    let style = req.style();
     if !matches!(style, "paragraph" | "bullets" | "sentences") {
         return Err(TaskError::invalid(
             "style",
             format!("unknown style {style:?}; use paragraph, bullets or sentences"),
         ));
     }
-    let n = req.length.unwrap_or(3);
-    if !(1..=20).contains(&n) {
+    if !(1..=20).contains(&req.length()) {
         return Err(TaskError::invalid(
             "length",
             "length must be between 1 and 20",
         ));
     }
+    Ok(())
+}
+
+/// Run a summarisation.
+pub async fn summarize(
+    engine: &Engine,
+    req: &SummarizeRequest,
+) -> Result<SummarizeResponse, TaskError> {
+    validate(req)?;
+    let style = req.style();
+    let n = req.length();
     let max_tokens = req.max_tokens.unwrap_or(256).clamp(16, 2048);
     let ctx = engine.info().ctx_size as usize;
     // Room for the instructions, the chat template and the answer.
@@ -159,7 +153,7 @@ pub async fn summarize(
         levels += 1;
     }
     let msgs = [
-        TemplateMessage::new("system", &instruction(req, n)),
+        TemplateMessage::new("system", &req.system_prompt()),
         TemplateMessage::new("user", &text),
     ];
     let prompt = engine.render_chat(&msgs, &[])?;

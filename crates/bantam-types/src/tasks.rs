@@ -252,3 +252,109 @@ pub struct SummarizeResponse {
     /// Tokens over all the generations.
     pub usage: TaskUsage,
 }
+
+// --- Prompts ---------------------------------------------------------------
+//
+// The task prompts live here so that the local tasks (`bantam-tasks`), routes that
+// send a task to an OpenAI-compatible upstream (`bantam-router`) and `bantam eval`
+// all ask the same question.
+
+/// Default classification instructions.
+pub const CLASSIFY_INSTRUCTIONS: &str =
+    "Classify the text into exactly one of the labels below. Answer with the label only.";
+
+/// Default extraction instructions.
+pub const EXTRACT_INSTRUCTIONS: &str = "Extract the information in the user's text as JSON that matches this JSON Schema. Use only facts stated in the text; where the schema allows null and the text says nothing, use null.";
+
+/// Default summarisation instructions (the style's sentence is appended).
+pub const SUMMARIZE_INSTRUCTIONS: &str =
+    "Summarize the user's text faithfully, keeping names, numbers and decisions.";
+
+impl ClassifyRequest {
+    /// The system message: the instructions and the label list (with descriptions).
+    pub fn system_prompt(&self) -> String {
+        let mut s = self
+            .instructions
+            .clone()
+            .unwrap_or_else(|| CLASSIFY_INSTRUCTIONS.to_string());
+        s.push_str("\n\nLabels:\n");
+        for l in &self.labels {
+            match l.description() {
+                Some(d) => s.push_str(&format!("- {}: {d}\n", l.name())),
+                None => s.push_str(&format!("- {}\n", l.name())),
+            }
+        }
+        s
+    }
+}
+
+impl ExtractRequest {
+    /// The system message: the instructions and the schema.
+    pub fn system_prompt(&self) -> String {
+        format!(
+            "{}\n\nJSON Schema:\n{}",
+            self.instructions.as_deref().unwrap_or(EXTRACT_INSTRUCTIONS),
+            serde_json::to_string(&self.schema).unwrap_or_default()
+        )
+    }
+}
+
+impl SummarizeRequest {
+    /// `style` or its default, `paragraph`.
+    pub fn style(&self) -> &str {
+        self.style.as_deref().unwrap_or("paragraph")
+    }
+
+    /// Bullets or sentences wanted (`length`, default 3).
+    pub fn length(&self) -> u32 {
+        self.length.unwrap_or(3)
+    }
+
+    /// The system message of the final summary, in the requested style.
+    pub fn system_prompt(&self) -> String {
+        let base = self
+            .instructions
+            .clone()
+            .unwrap_or_else(|| SUMMARIZE_INSTRUCTIONS.into());
+        let n = self.length();
+        match self.style() {
+            "bullets" => {
+                format!("{base} Answer with at most {n} bullet points, each starting with \"- \".")
+            }
+            "sentences" => format!("{base} Answer in at most {n} sentences."),
+            _ => format!("{base} Answer with one short paragraph."),
+        }
+    }
+}
+
+#[cfg(test)]
+mod prompt_tests {
+    use super::*;
+
+    #[test]
+    fn classify_prompt_lists_labels_with_descriptions() {
+        let mut r = ClassifyRequest::new("m", vec!["a".into()]);
+        r.labels.push(LabelSpec::Described {
+            label: "b".into(),
+            description: Some("bee".into()),
+        });
+        let s = r.system_prompt();
+        assert!(s.starts_with(CLASSIFY_INSTRUCTIONS), "{s}");
+        assert!(s.contains("- a\n- b: bee\n"), "{s}");
+    }
+
+    #[test]
+    fn summarize_prompt_follows_the_style() {
+        let mut r = SummarizeRequest {
+            model: "m".into(),
+            input: "x".into(),
+            style: Some("bullets".into()),
+            length: Some(2),
+            instructions: None,
+            max_tokens: None,
+        };
+        assert!(r.system_prompt().ends_with("at most 2 bullet points, each starting with \"- \"."));
+        r.style = None;
+        assert!(r.system_prompt().ends_with("one short paragraph."));
+    }
+}
