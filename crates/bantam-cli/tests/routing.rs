@@ -415,3 +415,192 @@ path = "{}"
         }
     }
 }
+
+/// POST to a task endpoint; status, the backend and reason headers, body.
+fn post_task(s: &Server, path: &str, body: &Value) -> (u16, [String; 3], Value) {
+    let r = s.http.post(s.url(path)).json(body).send().expect("request");
+    let h = |k: &str| {
+        r.headers()
+            .get(k)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    let hs = [
+        h("x-bantam-backend"),
+        h("x-bantam-route-reason"),
+        h("x-bantam-cost-usd"),
+    ];
+    (r.status().as_u16(), hs, r.json().unwrap_or(Value::Null))
+}
+
+#[test]
+fn task_endpoints_route_to_an_upstream_through_chat_or_natively() {
+    need_large();
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = Server::start(&["--parallel", "4", "--preload", LARGE]);
+    let url = format!("{}/v1", upstream.base);
+    let cfg = dir.path().join("tasks.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+[[backends]]
+name = "small"
+type = "local"
+model = "smollm2:135m"
+
+[[backends]]
+name = "large"
+type = "openai"
+model = "{LARGE}"
+base_url_env = "UPSTREAM_BASE_URL"
+price = {{ input_per_1m = 0.15, output_per_1m = 0.6 }}
+
+[[backends]]
+name = "large-native"
+type = "openai"
+model = "{LARGE}"
+base_url_env = "UPSTREAM_BASE_URL"
+tasks = "native"
+
+[[routes]]
+name = "tasks"
+backends = ["small", "large", "large-native"]
+[[routes.rules]]
+backend = "large-native"
+reason = "native"
+keywords = ["refund"]
+[[routes.rules]]
+backend = "large"
+endpoint = "extract"
+[[routes.rules]]
+backend = "large"
+reason = "classify-upstream"
+endpoint = "classify"
+header = {{ name = "x-tier", value = "gold" }}
+
+[[routes]]
+name = "triage"
+policy = "cascade"
+backends = ["small", "large"]
+cascade = {{ local = "small", escalate = "large", min_mean_logprob = -0.01 }}
+
+[usage]
+path = "{}"
+"#,
+            dir.path().join("usage.db").display()
+        ),
+    )
+    .unwrap();
+    let main = Server::start_env(
+        &["--config", cfg.to_str().unwrap(), "--parallel", "2"],
+        &[("UPSTREAM_BASE_URL", url.as_str())],
+    );
+    let labels = json!(["billing", "technical", "account"]);
+
+    // Native: the upstream's own /v1/classify answers, exactly as asked directly.
+    let c = json!({"model": "tasks", "input": "I want a refund for the double charge", "labels": labels});
+    let (st, h, v) = post_task(&main, "/v1/classify", &c);
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        (h[0].as_str(), h[1].as_str()),
+        ("large-native", "rule:native")
+    );
+    let mut direct = c.clone();
+    direct["model"] = json!(LARGE);
+    let (_, d) = upstream.post("/v1/classify", &direct);
+    assert_eq!(v["data"], d["data"]);
+
+    // Through chat completions: one label, generated under a `choice` constraint.
+    let c = json!({"model": "tasks", "input": ["My wifi router keeps dropping", "Change my e-mail address"], "labels": labels});
+    let r = main
+        .http
+        .post(main.url("/v1/classify"))
+        .header("x-tier", "gold")
+        .json(&c)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let cost: f64 = r.headers()["x-bantam-cost-usd"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(r.headers()["x-bantam-backend"], "large");
+    let v: Value = r.json().unwrap();
+    for d in v["data"].as_array().unwrap() {
+        let l = d["label"].as_str().unwrap();
+        assert!(labels.as_array().unwrap().contains(&json!(l)), "{v}");
+        assert_eq!(d["exact"], false);
+        let conf = d["confidence"].as_f64().unwrap();
+        assert!(conf > 0.0 && conf <= 1.0, "{v}");
+        assert_eq!(d["probabilities"].as_object().unwrap().len(), 1, "{v}");
+    }
+    let u = &v["usage"];
+    let want = (u["prompt_tokens"].as_f64().unwrap() + u["cached_tokens"].as_f64().unwrap())
+        * 0.15e-6
+        + u["completion_tokens"].as_f64().unwrap() * 0.6e-6;
+    assert!(
+        want > 0.0 && (cost - want).abs() < 1e-9,
+        "{cost} {want} {v}"
+    );
+
+    // Extraction by endpoint rule, through json_schema; spans are found here.
+    let schema = json!({"type": "object", "properties": {"order": {"type": "integer"}, "city": {"type": "string"}},
+                        "required": ["order", "city"], "additionalProperties": false});
+    let e = json!({"model": "tasks", "input": "Order 4521 was shipped to Lisbon.", "schema": schema, "spans": true});
+    let (st, h, v) = post_task(&main, "/v1/extract", &e);
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(h[0], "large", "{h:?}");
+    assert_eq!(v["data"]["order"], 4521, "{v}");
+    assert_eq!(v["spans"]["/order"]["text"], "4521", "{v}");
+
+    // Summaries stay local by default.
+    let s = json!({"model": "tasks", "input": "The meeting moved to Friday. Ana will bring the budget. Bo is on leave.", "max_tokens": 40});
+    let (st, h, v) = post_task(&main, "/v1/summarize", &s);
+    assert_eq!(st, 200, "{v}");
+    assert_eq!((h[0].as_str(), h[1].as_str()), ("small", "default"));
+    assert!(!v["summary"].as_str().unwrap().is_empty());
+
+    // Cascade on classification: the local model's label probability decides.
+    let c = json!({"model": "triage", "input": "My card was charged twice", "labels": labels});
+    let (st, h, v) = post_task(&main, "/v1/classify", &c);
+    assert_eq!(st, 200, "{v}");
+    if h[1].starts_with("cascade:kept") {
+        assert_eq!(h[0], "small", "{h:?}");
+        assert!(v["data"][0]["confidence"].as_f64().unwrap() > (-0.01f64).exp());
+    } else {
+        assert!(h[1].starts_with("cascade:escalated mean_logprob"), "{h:?}");
+        assert_eq!(h[0], "large", "{h:?}");
+    }
+
+    // Bad requests are refused before any backend is asked.
+    let bad = json!({"model": "tasks", "input": "x", "labels": ["only-one"]});
+    let (st, h, v) = post_task(&main, "/v1/classify", &bad);
+    assert_eq!(st, 400, "{v}");
+    assert_eq!(v["error"]["param"], "labels");
+    assert!(h[0].is_empty());
+    let (st, _, v) = post_task(
+        &main,
+        "/v1/summarize",
+        &json!({"model": "tasks", "input": "x", "style": "haiku"}),
+    );
+    assert_eq!(st, 400, "{v}");
+
+    // Every task request is in the ledger, by endpoint.
+    let (st, rep) = main.get("/v1/usage?group_by=endpoint");
+    assert_eq!(st, 200, "{rep}");
+    let n = |e: &str| {
+        rep["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["endpoint"] == e)
+            .map_or(0, |r| r["requests"].as_u64().unwrap())
+    };
+    assert_eq!(
+        (n("classify"), n("extract"), n("summarize")),
+        (3, 1, 1),
+        "{rep}"
+    );
+}

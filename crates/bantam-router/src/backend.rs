@@ -14,22 +14,47 @@ use serde_json::Value;
 use crate::config::BackendConfig;
 use crate::error::BackendError;
 
-/// Which OpenAI endpoint a call is for.
+/// Which endpoint a call is for: OpenAI's chat and completions, or one of Bantam's
+/// task endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
     /// `/v1/chat/completions`.
     Chat,
     /// `/v1/completions`.
     Completions,
+    /// `/v1/classify` (a `ClassifyRequest` body).
+    Classify,
+    /// `/v1/extract` (an `ExtractRequest` body).
+    Extract,
+    /// `/v1/summarize` (a `SummarizeRequest` body).
+    Summarize,
 }
 
 impl Endpoint {
-    /// `chat` or `completions` (as in rules and the ledger).
+    /// Every endpoint.
+    pub const ALL: [Endpoint; 5] = [
+        Endpoint::Chat,
+        Endpoint::Completions,
+        Endpoint::Classify,
+        Endpoint::Extract,
+        Endpoint::Summarize,
+    ];
+
+    /// `chat`, `completions`, `classify`, `extract` or `summarize` (as in rules and
+    /// the ledger).
     pub fn as_str(self) -> &'static str {
         match self {
             Endpoint::Chat => "chat",
             Endpoint::Completions => "completions",
+            Endpoint::Classify => "classify",
+            Endpoint::Extract => "extract",
+            Endpoint::Summarize => "summarize",
         }
+    }
+
+    /// The endpoint named `s` (see [`Endpoint::as_str`]).
+    pub fn parse(s: &str) -> Option<Endpoint> {
+        Self::ALL.into_iter().find(|e| e.as_str() == s)
     }
 
     /// The path below the base URL.
@@ -37,7 +62,19 @@ impl Endpoint {
         match self {
             Endpoint::Chat => "/chat/completions",
             Endpoint::Completions => "/completions",
+            Endpoint::Classify => "/classify",
+            Endpoint::Extract => "/extract",
+            Endpoint::Summarize => "/summarize",
         }
+    }
+
+    /// One of Bantam's task endpoints (never streamed; an OpenAI-compatible upstream
+    /// answers them through chat completions).
+    pub fn is_task(self) -> bool {
+        matches!(
+            self,
+            Endpoint::Classify | Endpoint::Extract | Endpoint::Summarize
+        )
     }
 }
 
@@ -126,7 +163,7 @@ impl Tokens {
 /// Text of an answer's choices (for token estimates when a backend reports no usage).
 pub fn answer_chars(body: &Value) -> usize {
     let Some(choices) = body.get("choices").and_then(Value::as_array) else {
-        return 0;
+        return task_answer_chars(body);
     };
     choices
         .iter()
@@ -140,4 +177,25 @@ pub fn answer_chars(body: &Value) -> usize {
                     .map_or(0, |t| t.to_string().len())
         })
         .sum()
+}
+
+/// Characters of a task endpoint's answer: the summary, the extracted object, or
+/// the chosen labels.
+fn task_answer_chars(body: &Value) -> usize {
+    match body.get("object").and_then(Value::as_str) {
+        Some("summary") => body
+            .get("summary")
+            .and_then(Value::as_str)
+            .map_or(0, |t| t.chars().count()),
+        Some("extraction") => body.get("data").map_or(0, |d| d.to_string().len()),
+        Some("list") => body
+            .get("data")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.get("label").and_then(Value::as_str))
+            .map(|l| l.chars().count())
+            .sum(),
+        _ => 0,
+    }
 }

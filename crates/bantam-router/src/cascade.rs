@@ -30,11 +30,13 @@ pub(crate) fn local_body(endpoint: Endpoint, body: &Value, model: &str) -> (Valu
     let asked = match endpoint {
         Endpoint::Chat => b.get("logprobs").and_then(Value::as_bool).unwrap_or(false),
         Endpoint::Completions => b.get("logprobs").is_some_and(|v| !v.is_null()),
+        // Task answers carry their own confidence (classify) or none.
+        Endpoint::Classify | Endpoint::Extract | Endpoint::Summarize => return (b, true),
     };
     if !asked {
         b["logprobs"] = match endpoint {
-            Endpoint::Chat => json!(true),
             Endpoint::Completions => json!(0),
+            _ => json!(true),
         };
     }
     (b, asked)
@@ -57,6 +59,15 @@ pub(crate) fn confidence(endpoint: Endpoint, v: &Value) -> Option<Confidence> {
             .filter_map(Value::as_f64)
             .map(|x| x as f32)
             .collect(),
+        // Each input's label probability counts as one "token".
+        Endpoint::Classify => v
+            .get("data")?
+            .as_array()?
+            .iter()
+            .filter_map(|c| c.get("confidence").and_then(Value::as_f64))
+            .map(|p| (p.max(1e-30) as f32).ln())
+            .collect(),
+        Endpoint::Extract | Endpoint::Summarize => return None,
     };
     if lps.is_empty() {
         return None;
@@ -68,7 +79,17 @@ pub(crate) fn confidence(endpoint: Endpoint, v: &Value) -> Option<Confidence> {
     })
 }
 
-/// Keep the answer (`Ok(why)`) or escalate (`Err(why)`).
+/// Keep the answer (`Ok(why)`) or escalate (`Err(why)`). Extractions and summaries
+/// have no confidence to check: a local one that finished (schema-valid, for an
+/// extraction) is kept; one that failed escalates before this is asked.
+pub(crate) fn judge(c: &CascadeConfig, endpoint: Endpoint, v: &Value) -> Result<String, String> {
+    match endpoint {
+        Endpoint::Extract | Endpoint::Summarize => Ok("kept".into()),
+        _ => verdict(c, confidence(endpoint, v)),
+    }
+}
+
+/// Keep the answer (`Ok(why)`) or escalate (`Err(why)`) by its confidence.
 pub(crate) fn verdict(c: &CascadeConfig, conf: Option<Confidence>) -> Result<String, String> {
     let Some(k) = conf else {
         return if c.min_mean_logprob.is_some() || c.min_token_logprob.is_some() {
@@ -106,8 +127,8 @@ pub(crate) fn to_chunks(endpoint: Endpoint, v: &Value) -> Vec<Value> {
         let mut c = json!({
             "id": v.get("id").cloned().unwrap_or(Value::Null),
             "object": match endpoint {
-                Endpoint::Chat => "chat.completion.chunk",
                 Endpoint::Completions => "text_completion",
+                _ => "chat.completion.chunk",
             },
             "created": v.get("created").cloned().unwrap_or(json!(0)),
             "model": v.get("model").cloned().unwrap_or(Value::Null),
@@ -155,6 +176,8 @@ pub(crate) fn to_chunks(endpoint: Endpoint, v: &Value) -> Vec<Value> {
                 out.push(base(json!([{"index": index, "text": "", "logprobs": null,
                     "finish_reason": ch.get("finish_reason").cloned().unwrap_or(json!("stop"))}])));
             }
+            // Task answers are never streamed (and have no `choices`).
+            Endpoint::Classify | Endpoint::Extract | Endpoint::Summarize => {}
         }
     }
     if let Some(u) = v.get("usage").filter(|u| !u.is_null()) {
@@ -226,5 +249,29 @@ mod tests {
         assert_eq!(c[1]["choices"][0]["finish_reason"], "length");
         assert_eq!(c[2]["usage"]["completion_tokens"], 1);
         assert_eq!(c[2]["choices"], json!([]));
+    }
+
+    #[test]
+    fn task_answers_are_judged_by_label_probability_or_kept() {
+        let c = cfg(Some(-0.5), Some(-1.0));
+        let classified = |p: &[f64]| json!({"object": "list", "data": p.iter().map(|x| json!({"confidence": x})).collect::<Vec<_>>()});
+        assert!(judge(&c, Endpoint::Classify, &classified(&[0.9, 0.8])).is_ok());
+        // ln 0.3 = -1.2 is below the per-item minimum.
+        let e = judge(&c, Endpoint::Classify, &classified(&[0.99, 0.3])).unwrap_err();
+        assert!(
+            e.starts_with("mean_logprob") || e.starts_with("min_logprob"),
+            "{e}"
+        );
+        let k = confidence(Endpoint::Classify, &classified(&[0.5])).unwrap();
+        assert!((k.mean - 0.5f32.ln()).abs() < 1e-6 && k.tokens == 1);
+        // Extractions and summaries have no confidence: a finished one is kept.
+        for e in [Endpoint::Extract, Endpoint::Summarize] {
+            assert_eq!(
+                judge(&c, e, &json!({"object": "summary"})),
+                Ok("kept".into())
+            );
+        }
+        let (b, asked) = local_body(Endpoint::Classify, &json!({"input": "x"}), "small");
+        assert!(asked && b.get("logprobs").is_none() && b["model"] == "small");
     }
 }

@@ -106,6 +106,22 @@ pub struct BackendConfig {
     /// Circuit breaker (upstreams only).
     #[serde(default)]
     pub breaker: BreakerConfig,
+    /// How an upstream answers Bantam's task endpoints (`/v1/classify`, `/v1/extract`,
+    /// `/v1/summarize`): `chat` (default: translated into chat completions, for any
+    /// OpenAI-compatible API) or `native` (sent as they are, to another Bantam).
+    #[serde(default)]
+    pub tasks: TaskApi,
+}
+
+/// How an upstream answers task endpoints.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskApi {
+    /// Translate into chat completions.
+    #[default]
+    Chat,
+    /// Forward to the upstream's own task endpoint.
+    Native,
 }
 
 fn default_timeout() -> f64 {
@@ -135,6 +151,7 @@ impl BackendConfig {
             backoff_ms: default_backoff(),
             price,
             breaker: BreakerConfig::default(),
+            tasks: TaskApi::Chat,
         }
     }
 
@@ -202,7 +219,7 @@ pub struct RuleConfig {
     pub backend: String,
     /// Short reason reported in `x-bantam-route-reason` (default: the conditions).
     pub reason: Option<String>,
-    /// `chat` or `completions`.
+    /// `chat`, `completions`, `classify`, `extract` or `summarize`.
     pub endpoint: Option<String>,
     /// Prompt at least this many characters (all messages).
     pub min_prompt_chars: Option<usize>,
@@ -476,9 +493,10 @@ impl RoutingConfig {
                     }
                 }
                 if let Some(e) = &rule.endpoint {
-                    if e != "chat" && e != "completions" {
+                    if crate::backend::Endpoint::parse(e).is_none() {
                         return Err(ConfigError(format!(
-                            "route {:?}: rule endpoint must be \"chat\" or \"completions\", got {e:?}",
+                            "route {:?}: rule endpoint must be one of chat, completions, \
+                             classify, extract, summarize; got {e:?}",
                             r.name
                         )));
                     }

@@ -6,6 +6,8 @@
 //! * [`policy`]: request features and the `rules` policy;
 //! * [`router`]: decision, fallback order, retries with back-off, circuit
 //!   [`breaker`]s, cost per request;
+//! * [`tasks`]: the task endpoints (classify, extract, summarize) as chat
+//!   completions, for upstreams without them;
 //! * [`ledger`]: the durable SQLite record of every request and the usage reports.
 
 mod accounting;
@@ -19,10 +21,13 @@ pub mod ledger;
 pub mod policy;
 pub mod router;
 pub mod sse;
+pub mod tasks;
 pub mod upstream;
 
 pub use backend::{Backend, Call, ChunkStream, Endpoint, LocalFactory, Reply, Tokens};
-pub use config::{BackendConfig, BackendKind, Price, RouteConfig, RoutingConfig, UsageConfig};
+pub use config::{
+    BackendConfig, BackendKind, Price, RouteConfig, RoutingConfig, TaskApi, UsageConfig,
+};
 pub use error::{BackendError, ConfigError, RouterError};
 pub use ledger::{Dim, Ledger, LedgerError, UsageQuery, UsageReport, UsageRow};
 pub use router::{CatalogEntry, Routed, Router};

@@ -11,7 +11,7 @@ use crate::config::{RouteConfig, RuleConfig};
 /// The request properties policies look at, computed once per request.
 #[derive(Debug, Clone, Default)]
 pub struct Features {
-    /// Endpoint (`chat`/`completions`).
+    /// Endpoint (`chat`, `completions`, `classify`, `extract`, `summarize`).
     pub endpoint: &'static str,
     /// Characters of the whole prompt (every message).
     pub prompt_chars: usize,
@@ -84,16 +84,43 @@ impl Features {
                 f.prompt_chars = t.chars().count();
                 f.user_text = t;
             }
+            Endpoint::Classify | Endpoint::Extract | Endpoint::Summarize => {
+                // The text(s) to work on are the user's; instructions, labels and a
+                // schema count towards the prompt's length.
+                let mut t = String::new();
+                match body.get("input") {
+                    Some(Value::String(s)) => t.push_str(s),
+                    Some(Value::Array(a)) => {
+                        for s in a.iter().filter_map(Value::as_str) {
+                            if !t.is_empty() {
+                                t.push('\n');
+                            }
+                            t.push_str(s);
+                        }
+                    }
+                    _ => {}
+                }
+                let mut extra = body
+                    .get("instructions")
+                    .and_then(Value::as_str)
+                    .map_or(0, |s| s.chars().count());
+                for k in ["labels", "examples", "schema"] {
+                    extra += body.get(k).map_or(0, |v| v.to_string().chars().count());
+                }
+                f.prompt_chars = t.chars().count() + extra;
+                f.user_text = t;
+            }
         }
         f.tools = body
             .get("tools")
             .and_then(Value::as_array)
             .is_some_and(|a| !a.is_empty());
-        f.schema = body
-            .get("response_format")
-            .and_then(|r| r.get("type"))
-            .and_then(Value::as_str)
-            .is_some_and(|t| t != "text");
+        f.schema = endpoint == Endpoint::Extract
+            || body
+                .get("response_format")
+                .and_then(|r| r.get("type"))
+                .and_then(Value::as_str)
+                .is_some_and(|t| t != "text");
         f
     }
 }
@@ -286,6 +313,27 @@ mod tests {
         );
         assert_eq!(f.endpoint, "completions");
         assert_eq!(f.user_text, "ab\ncd\n");
+    }
+
+    #[test]
+    fn features_of_task_requests() {
+        let b = json!({"model": "m", "input": ["refund please", "hi"], "labels": ["a", "b"],
+                       "instructions": "Sort."});
+        let f = Features::of(Endpoint::Classify, &b, HashMap::new());
+        assert_eq!(
+            (f.endpoint, f.user_text.as_str()),
+            ("classify", "refund please\nhi")
+        );
+        assert_eq!(
+            f.prompt_chars,
+            "refund please\nhi".len() + 5 + "[\"a\",\"b\"]".len()
+        );
+        assert!(!f.schema);
+        let b = json!({"model": "m", "input": "order 7", "schema": {"type": "object"}});
+        let f = Features::of(Endpoint::Extract, &b, HashMap::new());
+        assert!(f.schema && f.user_text == "order 7");
+        assert_eq!(Endpoint::parse("summarize"), Some(Endpoint::Summarize));
+        assert_eq!(Endpoint::parse("embeddings"), None);
     }
 
     #[test]

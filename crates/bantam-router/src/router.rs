@@ -408,7 +408,7 @@ impl Router {
                 match res {
                     Ok(Reply::Full(mut v)) => {
                         local.breaker.success();
-                        let verdict = cascade::verdict(c, cascade::confidence(endpoint, &v));
+                        let verdict = cascade::judge(c, endpoint, &v);
                         if !asked {
                             cascade::strip_logprobs(&mut v);
                         }

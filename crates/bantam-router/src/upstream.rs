@@ -1,5 +1,7 @@
 //! An OpenAI-compatible upstream (another Bantam, vLLM, llama-server, a hosted API).
 
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -7,7 +9,7 @@ use futures::StreamExt;
 use serde_json::Value;
 
 use crate::backend::{Backend, Call, ChunkStream, Reply};
-use crate::config::BackendConfig;
+use crate::config::{BackendConfig, TaskApi};
 use crate::error::{truncate, BackendError, ConfigError};
 use crate::sse::SseParser;
 
@@ -18,6 +20,8 @@ pub struct Upstream {
     base: String,
     key: Option<String>,
     client: reqwest::Client,
+    /// Accepts `response_format` `choice` (until it rejects it once).
+    choice: Arc<AtomicBool>,
 }
 
 impl Upstream {
@@ -47,6 +51,7 @@ impl Upstream {
             base,
             key,
             client,
+            choice: Arc::new(AtomicBool::new(true)),
         })
     }
 
@@ -207,6 +212,40 @@ impl Backend for Upstream {
     }
 
     fn call(&self, call: Call) -> BoxFuture<'_, Result<Reply, BackendError>> {
+        if call.endpoint.is_task() && self.cfg.tasks == TaskApi::Chat {
+            return Box::pin(crate::tasks::via_chat(self, call));
+        }
         Box::pin(self.run(call))
+    }
+}
+
+impl crate::tasks::ChatCall for Upstream {
+    fn name(&self) -> &str {
+        &self.cfg.name
+    }
+
+    fn model(&self) -> &str {
+        &self.cfg.model
+    }
+
+    fn chat(&self, body: Value) -> BoxFuture<'_, Result<Value, BackendError>> {
+        Box::pin(async move {
+            let call = Call {
+                endpoint: crate::backend::Endpoint::Chat,
+                body,
+                stream: false,
+            };
+            match self.run(call).await? {
+                Reply::Full(v) => Ok(v),
+                Reply::Stream(_) => Err(BackendError::Broken {
+                    backend: self.cfg.name.clone(),
+                    reason: "streamed answer to a non-streaming request".into(),
+                }),
+            }
+        })
+    }
+
+    fn choice_flag(&self) -> &AtomicBool {
+        &self.choice
     }
 }

@@ -65,6 +65,20 @@ pub fn validate(req: &ClassifyRequest) -> Result<(), ClassifyError> {
     Ok(())
 }
 
+/// Check the texts to classify: 1 to [`MAX_INPUTS`], none empty.
+pub fn validate_texts(texts: &[String]) -> Result<(), ClassifyError> {
+    if texts.is_empty() || texts.len() > MAX_INPUTS {
+        return Err(invalid(
+            "input",
+            format!("give between 1 and {MAX_INPUTS} texts"),
+        ));
+    }
+    if texts.iter().any(|t| t.trim().is_empty()) {
+        return Err(invalid("input", "texts must not be empty"));
+    }
+    Ok(())
+}
+
 /// The scoring mode a request asks for.
 pub fn scoring_mode(req: &ClassifyRequest) -> Result<ScoreMode, ClassifyError> {
     match req.scoring.as_deref() {
@@ -90,15 +104,7 @@ pub async fn classify(
     texts: &[String],
 ) -> Result<ClassifyResponse, ClassifyError> {
     validate(req)?;
-    if texts.is_empty() || texts.len() > MAX_INPUTS {
-        return Err(invalid(
-            "input",
-            format!("give between 1 and {MAX_INPUTS} texts"),
-        ));
-    }
-    if texts.iter().any(|t| t.trim().is_empty()) {
-        return Err(invalid("input", "texts must not be empty"));
-    }
+    validate_texts(texts)?;
     let mut head = vec![TemplateMessage::new("system", &system_prompt(req))];
     for e in &req.examples {
         head.push(TemplateMessage::new("user", &e.input));
@@ -191,7 +197,6 @@ fn softmax(xs: &[f32]) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bantam_types::tasks::LabelSpec;
 
     fn req(labels: &[&str]) -> ClassifyRequest {
         ClassifyRequest::new("m", labels.iter().map(|l| l.to_string()).collect())

@@ -57,11 +57,7 @@ pub async fn extract(engine: &Engine, req: &ExtractRequest) -> Result<ExtractRes
     // The engine validated the text against the schema before returning it.
     let data: Value = serde_json::from_str(&text)
         .map_err(|e| TaskError::invalid("schema", format!("output is not JSON: {e}")))?;
-    let spans = req.spans.then(|| {
-        let mut m = Map::new();
-        find_spans(&req.input, &data, String::new(), &mut m);
-        m
-    });
+    let spans = req.spans.then(|| spans(&req.input, &data));
     Ok(ExtractResponse {
         object: "extraction".into(),
         model: req.model.clone(),
@@ -93,6 +89,14 @@ pub fn locate(hay: &str, needle: &str) -> Option<(usize, usize)> {
     h.windows(n.len())
         .position(|w| w == n.as_slice())
         .map(|start| (start, start + len))
+}
+
+/// Where each string or number of `data` appears in `input`: JSON Pointer → span,
+/// or null when the value does not appear verbatim.
+pub fn spans(input: &str, data: &Value) -> Map<String, Value> {
+    let mut m = Map::new();
+    find_spans(input, data, String::new(), &mut m);
+    m
 }
 
 /// JSON Pointer → span for every string leaf (null when not found verbatim).

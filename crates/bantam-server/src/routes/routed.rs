@@ -1,6 +1,7 @@
 //! The chat and completions handlers: every request goes through the router (a
 //! route picks a backend; a plain model name is a local backend of its own), and
-//! the answer carries `x-bantam-*` headers saying what happened.
+//! the answer carries `x-bantam-*` headers saying what happened. The task handlers
+//! (`tasks.rs`) use the same [`route`] and [`respond`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -81,6 +82,9 @@ impl LocalBackend {
                 let req: CompletionRequest = parse(call.body)?;
                 super::completions::local_completions(&self.local.pool, name, req).await
             }
+            Endpoint::Classify | Endpoint::Extract | Endpoint::Summarize => {
+                super::tasks::local_task(&self.local.pool, call.endpoint, call.body).await
+            }
         }
     }
 }
@@ -120,14 +124,30 @@ async fn handle<T: DeserializeOwned>(
 ) -> Result<Response, ApiError> {
     let _: T = parse_json(bytes)?;
     let body: Value = parse_json(bytes)?;
+    let routed = route(st, endpoint, headers, body).await?;
+    Ok(respond(routed, |_| {}))
+}
+
+/// Route a parsed body (`model` checked here).
+pub(crate) async fn route(
+    st: &AppState,
+    endpoint: Endpoint,
+    headers: &HeaderMap,
+    body: Value,
+) -> Result<bantam_router::Routed, ApiError> {
     match body.get("model") {
         Some(Value::String(m)) if !m.is_empty() => {}
         _ => return Err(ApiError::invalid(Some("model"), "model is required")),
     }
-    let routed = st
+    Ok(st
         .router
         .handle(endpoint, body, header_map(headers))
-        .await?;
+        .await?)
+}
+
+/// The HTTP response of a routed answer, with the `x-bantam-*` headers; `finish`
+/// may complete a full JSON answer (e.g. spans of an upstream's extraction).
+pub(crate) fn respond(routed: bantam_router::Routed, finish: impl FnOnce(&mut Value)) -> Response {
     let mut extra = vec![
         ("x-bantam-backend", routed.backend.clone()),
         ("x-bantam-route-reason", routed.reason.clone()),
@@ -139,7 +159,10 @@ async fn handle<T: DeserializeOwned>(
         extra.push(("x-bantam-cost-usd", format!("{c:.10}")));
     }
     let mut resp = match routed.reply {
-        Reply::Full(v) => Json(v).into_response(),
+        Reply::Full(mut v) => {
+            finish(&mut v);
+            Json(v).into_response()
+        }
         Reply::Stream(s) => {
             // Chunks as SSE events; an error ends the stream with an error event;
             // `[DONE]` always closes it.
@@ -175,7 +198,7 @@ async fn handle<T: DeserializeOwned>(
             resp.headers_mut().insert(HeaderName::from_static(k), v);
         }
     }
-    Ok(resp)
+    resp
 }
 
 /// `POST /v1/chat/completions`.
