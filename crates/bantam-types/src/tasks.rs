@@ -353,7 +353,9 @@ mod prompt_tests {
             instructions: None,
             max_tokens: None,
         };
-        assert!(r.system_prompt().ends_with("at most 2 bullet points, each starting with \"- \"."));
+        assert!(r
+            .system_prompt()
+            .ends_with("at most 2 bullet points, each starting with \"- \"."));
         r.style = None;
         assert!(r.system_prompt().ends_with("one short paragraph."));
     }
