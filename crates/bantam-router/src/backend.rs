@@ -145,13 +145,19 @@ pub struct Tokens {
 }
 
 impl Tokens {
-    /// From an OpenAI `usage` object.
+    /// From an OpenAI `usage` object, or a task endpoint's (whose `prompt_tokens`
+    /// leaves out `cached_tokens` and the classifier's `label_tokens`: every token
+    /// but the completion's is input here, as OpenAI counts cached prompt tokens).
     pub fn from_usage(u: &Value) -> Option<Self> {
-        let p = u.get("prompt_tokens")?.as_u64()?;
+        let mut p = u.get("prompt_tokens")?.as_u64()?;
         let c = u
             .get("completion_tokens")
             .and_then(Value::as_u64)
             .unwrap_or(0);
+        if u.get("cached_tokens").is_some() {
+            let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
+            p += n("cached_tokens") + n("label_tokens");
+        }
         Some(Self {
             prompt: p,
             completion: c,
@@ -197,5 +203,26 @@ fn task_answer_chars(body: &Value) -> usize {
             .map(|l| l.chars().count())
             .sum(),
         _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn task_usage_counts_cached_and_label_tokens_as_input() {
+        let chat = json!({"prompt_tokens": 49, "completion_tokens": 1,
+                          "prompt_tokens_details": {"cached_tokens": 3}});
+        assert_eq!(Tokens::from_usage(&chat).unwrap().prompt, 49);
+        let task = json!({"prompt_tokens": 46, "cached_tokens": 3, "label_tokens": 2,
+                          "completion_tokens": 1, "total_tokens": 52});
+        let t = Tokens::from_usage(&task).unwrap();
+        assert_eq!((t.prompt, t.completion), (51, 1));
+        let summary = json!({"object": "summary", "summary": "Short."});
+        assert_eq!(answer_chars(&summary), 6);
+        let list = json!({"object": "list", "data": [{"label": "ab"}, {"label": null}]});
+        assert_eq!(answer_chars(&list), 2);
     }
 }
