@@ -346,6 +346,34 @@ fn learned_router_trained_by_the_cli_and_cascade_route_in_a_server() {
     let model: Value = serde_json::from_str(&std::fs::read_to_string(&router).unwrap()).unwrap();
     assert_eq!(model["dim"], 384);
     assert_eq!(model["trained"]["examples"], 20);
+    // The same data with the built-in featuriser (no embedding model).
+    let fast = dir.path().join("fast.json");
+    let out = common::bantam()
+        .args([
+            "router",
+            "train",
+            data.to_str().unwrap(),
+            "--escalate",
+            "50%",
+        ])
+        .args([
+            "--embedder",
+            "hashed-ngrams",
+            "--out",
+            fast.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m: Value = serde_json::from_str(&std::fs::read_to_string(&fast).unwrap()).unwrap();
+    assert_eq!(
+        (m["embedding_model"].as_str(), m["dim"].as_u64()),
+        (Some("hashed-ngrams"), Some(4096))
+    );
 
     let cfg = dir.path().join("cfg.toml");
     std::fs::write(
@@ -368,6 +396,12 @@ backends = ["small", "large"]
 learned = {{ model = "{}", local = "small", escalate = "large" }}
 
 [[routes]]
+name = "fast"
+policy = "learned"
+backends = ["small", "large"]
+learned = {{ model = "{}", local = "small", escalate = "large" }}
+
+[[routes]]
 name = "careful"
 policy = "cascade"
 backends = ["small", "large"]
@@ -377,6 +411,7 @@ cascade = {{ local = "small", escalate = "large", min_mean_logprob = -0.7 }}
 path = "{}"
 "#,
             router.display(),
+            fast.display(),
             dir.path().join("usage.db").display()
         ),
     )
@@ -398,6 +433,18 @@ path = "{}"
     assert_eq!(st, 200);
     assert_eq!(h[0], "small", "{h:?}");
     assert!(h[1].starts_with("learned:"), "{h:?}");
+    for (q, want) in [
+        (
+            "is the arbitration clause in this contract enforceable",
+            "large",
+        ),
+        ("how do i top up my card", "small"),
+    ] {
+        let (st, h, _) = call("fast", q);
+        assert_eq!(st, 200);
+        assert_eq!(h[0], want, "{q}: {h:?}");
+        assert!(h[1].starts_with("learned:"), "{h:?}");
+    }
 
     // Cascade: the answer's confidence decides, and the reason says which way.
     for q in [

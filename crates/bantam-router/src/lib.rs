@@ -4,6 +4,8 @@
 //!   [`upstream`]s (JSON in, a JSON body or a stream of chunks out);
 //! * [`config`]: `[[backends]]`, `[[routes]]` and `[usage]` of the TOML file;
 //! * [`policy`]: request features and the `rules` policy;
+//! * [`learned`] and [`hashed`]: the learned policy's classifier and its model-free
+//!   featuriser;
 //! * [`router`]: decision, fallback order, retries with back-off, circuit
 //!   [`breaker`]s, cost per request;
 //! * [`tasks`]: the task endpoints (classify, extract, summarize) as chat
@@ -16,6 +18,7 @@ pub mod breaker;
 pub mod cascade;
 pub mod config;
 mod error;
+pub mod hashed;
 pub mod learned;
 pub mod ledger;
 pub mod policy;

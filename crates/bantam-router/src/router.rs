@@ -45,6 +45,8 @@ struct Learned {
     model: RouterModel,
     threshold: f32,
     embedder: Arc<dyn Embed>,
+    /// The featuriser takes microseconds (hashed n-grams): run it right here.
+    inline: bool,
     local: String,
     escalate: String,
 }
@@ -126,8 +128,14 @@ impl Router {
             let learned = match &r.learned {
                 Some(l) if r.policy == PolicyKind::Learned => {
                     let model = RouterModel::load(&l.model)?;
+                    let inline = model.embedding_model == crate::hashed::NAME;
                     let embedder = match embedders.get(&model.embedding_model) {
                         Some(e) => e.clone(),
+                        None if inline => {
+                            let e: Arc<dyn Embed> = Arc::new(crate::hashed::HashedNgrams);
+                            embedders.insert(model.embedding_model.clone(), e.clone());
+                            e
+                        }
                         None => {
                             let e = local.embedder(&model.embedding_model).map_err(|e| {
                                 ConfigError(format!(
@@ -144,6 +152,7 @@ impl Router {
                         threshold: l.threshold.unwrap_or(model.threshold),
                         model,
                         embedder,
+                        inline,
                         local: l.local.clone(),
                         escalate: l.escalate.clone(),
                     })
@@ -262,7 +271,9 @@ impl Router {
         // milliseconds to the blocking pool.
         let multi = tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        let v = if multi {
+        let v = if l.inline {
+            Ok(emb.embed(&[text.as_str()]))
+        } else if multi {
             Ok(tokio::task::block_in_place(|| emb.embed(&[text.as_str()])))
         } else {
             tokio::task::spawn_blocking(move || emb.embed(&[text.as_str()])).await

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use bantam_router::learned::{self, CalibrationPoint, RouterModel, TrainInfo, TrainOptions};
+use bantam_router::hashed;
+use bantam_router::learned::{self, CalibrationPoint, Embed, RouterModel, TrainInfo, TrainOptions};
 use bantam_router::Endpoint;
 use bantam_store::Store;
 use clap::{Args, Subcommand};
@@ -44,7 +45,8 @@ pub struct TrainArgs {
     /// Where to write the router.
     #[arg(long, short, default_value = "router.json")]
     pub out: PathBuf,
-    /// Embedding model (a store name).
+    /// Featuriser: an embedding model from the store, or `hashed-ngrams` (built in,
+    /// no model, microseconds per prompt; see BENCHMARKS.md for its quality).
     #[arg(long, default_value = DEFAULT_EMBEDDER)]
     pub embedder: String,
     /// Score field of the local model (with "scores").
@@ -161,16 +163,33 @@ fn hex_digest(b: &[u8]) -> String {
         .collect()
 }
 
-fn load_embedder(home: &Path, name: &str, threads: u32) -> Result<bantam_engine::Embedder> {
+/// The featuriser a router uses: the built-in hashed n-grams, or an embedding model
+/// from the store.
+fn load_embedder(home: &Path, name: &str, threads: u32) -> Result<Box<dyn Embed>> {
+    if name == hashed::NAME {
+        return Ok(Box::new(hashed::HashedNgrams));
+    }
     let store = Store::open(home)?;
     let m = store.get(name).with_context(|| {
-        format!("embedding model {name} is not installed; run `bantam pull {name}`")
+        format!(
+            "embedding model {name} is not installed; run `bantam pull {name}` (or use \
+             --embedder {} for the built-in featuriser)",
+            hashed::NAME
+        )
     })?;
     let e = bantam_engine::Embedder::load(&store.blob_path(&m), threads)?;
-    Ok(e)
+    Ok(Box::new(StoreEmbedder(e)))
 }
 
-fn embed_all(e: &bantam_engine::Embedder, texts: &[String], what: &str) -> Result<Vec<Vec<f32>>> {
+struct StoreEmbedder(bantam_engine::Embedder);
+
+impl Embed for StoreEmbedder {
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, String> {
+        self.0.embed(texts).map_err(|e| e.to_string())
+    }
+}
+
+fn embed_all(e: &dyn Embed, texts: &[String], what: &str) -> Result<Vec<Vec<f32>>> {
     let bar = ProgressBar::new(texts.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
@@ -181,7 +200,7 @@ fn embed_all(e: &bantam_engine::Embedder, texts: &[String], what: &str) -> Resul
     let mut out = Vec::with_capacity(texts.len());
     for chunk in texts.chunks(32) {
         let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
-        out.extend(e.embed(&refs)?);
+        out.extend(e.embed(&refs).map_err(anyhow::Error::msg)?);
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
@@ -224,7 +243,7 @@ fn train(home: &Path, a: TrainArgs) -> Result<()> {
     }
     let started = Instant::now();
     let e = load_embedder(home, &a.embedder, a.threads)?;
-    let x = embed_all(&e, &data.prompts, "train")?;
+    let x = embed_all(e.as_ref(), &data.prompts, "train")?;
     let opts = TrainOptions {
         l2: a.l2,
         epochs: a.epochs,
@@ -252,7 +271,7 @@ fn train(home: &Path, a: TrainArgs) -> Result<()> {
     let (cal_scores, cal_labels) = match &a.calibrate {
         Some(p) => {
             let c = read_labelled(p, &a)?;
-            let cx = embed_all(&e, &c.prompts, "calibrate")?;
+            let cx = embed_all(e.as_ref(), &c.prompts, "calibrate")?;
             (
                 cx.iter().map(|v| model.score(v)).collect::<Vec<_>>(),
                 c.escalate,
@@ -287,7 +306,7 @@ fn train(home: &Path, a: TrainArgs) -> Result<()> {
     writeln!(out, "\n{}", table(&model.calibration, model.threshold))?;
     if let Some(p) = &a.test {
         let t = read_labelled(p, &a)?;
-        let tx = embed_all(&e, &t.prompts, "test")?;
+        let tx = embed_all(e.as_ref(), &t.prompts, "test")?;
         let scores: Vec<f32> = tx.iter().map(|v| model.score(v)).collect();
         let r = learned::evaluate(&scores, &t.escalate, model.threshold);
         let tpos = t.escalate.iter().filter(|&&e| e).count();
@@ -410,7 +429,9 @@ fn bench(home: &Path, a: BenchArgs) -> Result<()> {
         let mut cls_t = Vec::with_capacity(n);
         for i in 0..n {
             let t = Instant::now();
-            let v = e.embed(&[prompts[i % prompts.len()].as_str()])?;
+            let v = e
+                .embed(&[prompts[i % prompts.len()].as_str()])
+                .map_err(anyhow::Error::msg)?;
             emb_t.push(t.elapsed().as_secs_f64() * 1e6);
             let t = Instant::now();
             let s = model.score(&v[0]);
