@@ -34,8 +34,16 @@ fn health_and_models() {
 fn chat_is_deterministic_and_reports_usage() {
     let s = Server::start(&[]);
     let body = chat_body("Name three colors.", 24);
+    let t0 = std::time::Instant::now();
     let (st, a) = s.post("/v1/chat/completions", &body);
+    let wall_ms = t0.elapsed().as_secs_f64() * 1e3;
     assert_eq!(st, 200, "{a}");
+    // Bantam's extension: the engine time spent on this answer.
+    let compute = a["usage"]["compute_ms"].as_f64().unwrap();
+    assert!(
+        compute > 0.0 && compute < wall_ms,
+        "{compute} ms of {wall_ms} ms"
+    );
     let (_, b) = s.post("/v1/chat/completions", &body);
     let text = a["choices"][0]["message"]["content"].as_str().unwrap();
     assert!(!text.trim().is_empty());

@@ -495,6 +495,7 @@ fn task_endpoints_route_to_an_upstream_through_chat_or_natively() {
 name = "small"
 type = "local"
 model = "smollm2:135m"
+price = {{ per_second = 0.5 }}
 
 [[backends]]
 name = "large"
@@ -608,6 +609,18 @@ path = "{}"
     assert_eq!(st, 200, "{v}");
     assert_eq!((h[0].as_str(), h[1].as_str()), ("small", "default"));
     assert!(!v["summary"].as_str().unwrap().is_empty());
+    // Local compute is priced per second of engine time the answer reports.
+    let per_second = |h: &[String; 3], v: &Value| {
+        let ms = v["usage"]["compute_ms"].as_f64().unwrap();
+        assert!(ms > 0.0, "{v}");
+        let cost: f64 = h[2].parse().unwrap();
+        assert!((cost - ms / 1e3 * 0.5).abs() < 1e-9, "{cost} for {ms} ms");
+    };
+    per_second(&h, &v);
+    let chat = json!({"model": "tasks", "max_tokens": 8, "messages": [{"role": "user", "content": "Say hi."}]});
+    let (st, h, v) = post_task(&main, "/v1/chat/completions", &chat);
+    assert_eq!((st, h[0].as_str()), (200, "small"), "{v}");
+    per_second(&h, &v);
 
     // Cascade on classification: the local model's label probability decides.
     let c = json!({"model": "triage", "input": "My card was charged twice", "labels": labels});

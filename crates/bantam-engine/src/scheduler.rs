@@ -19,7 +19,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bantam_llama::{Batch, Context, DecodeError, Model};
 use bantam_structured::Guide;
@@ -83,6 +83,8 @@ struct Active {
     cached_tokens: usize,
     admitted: Instant,
     first_token: Option<Instant>,
+    /// Engine time attributed to this request so far.
+    compute: Duration,
     pending_logprobs: Vec<LogprobEntry>,
     /// Index of this slot's output row in the current batch.
     out_index: Option<i32>,
@@ -343,6 +345,7 @@ impl Scheduler {
             cached_tokens: reuse,
             admitted: Instant::now(),
             first_token: None,
+            compute: Duration::ZERO,
             pending_logprobs: Vec::new(),
             out_index: None,
             masked: Vec::new(),
@@ -405,7 +408,19 @@ impl Scheduler {
             return;
         }
 
-        if let Err(e) = self.decode_with_eviction() {
+        let t0 = Instant::now();
+        let decoded = self.decode_with_eviction();
+        // Each request's share of the step: its tokens in the batch.
+        let step = t0.elapsed();
+        let fed_total: usize = self.slots.iter().map(|s| s.fed.len()).sum();
+        if fed_total > 0 {
+            for slot in &mut self.slots {
+                if let Some(a) = slot.active.as_mut() {
+                    a.compute += step.mul_f64(slot.fed.len() as f64 / fed_total as f64);
+                }
+            }
+        }
+        if let Err(e) = decoded {
             tracing::error!(error = %e, "decode failed; failing the requests in this batch");
             for i in 0..self.slots.len() {
                 if self.slots[i].fed.is_empty() {
@@ -424,7 +439,13 @@ impl Scheduler {
             self.slots[i].cached.extend_from_slice(&fed);
             let idx = self.slots[i].active.as_ref().and_then(|a| a.out_index);
             if let Some(idx) = idx {
+                let t = Instant::now();
                 self.after_logits(i, idx);
+                // Sampling (and the constraint's mask) is this request's alone; the
+                // slot may have finished meanwhile, its time then goes unrecorded.
+                if let Some(a) = self.slots[i].active.as_mut() {
+                    a.compute += t.elapsed();
+                }
             }
         }
     }
@@ -639,6 +660,7 @@ impl Scheduler {
             prompt_tokens: a.job.tokens.len() as u32,
             completion_tokens: a.generated,
             cached_tokens: a.cached_tokens as u32,
+            compute_us: a.compute.as_micros() as u64,
         };
         let _ = a.job.tx.send(Ok(GenerateEvent::Done {
             finish_reason: reason,

@@ -102,7 +102,9 @@ pub(crate) fn cost_of(body: &Value, price: &Price, prompt_chars: usize, secs: f6
             prompt: prompt_chars.div_ceil(4) as u64,
             completion: answer_chars(body).div_ceil(4) as u64,
             estimated: true,
+            compute_us: None,
         });
+    let secs = t.compute_us.map_or(secs, |us| us as f64 / 1e6);
     price.cost(t.prompt, t.completion, secs)
 }
 
@@ -158,8 +160,14 @@ impl Accounting {
             prompt: self.prompt_chars.div_ceil(4) as u64,
             completion: answer_chars.div_ceil(4) as u64,
             estimated: true,
+            compute_us: None,
         });
-        let secs = self.call_start.elapsed().as_secs_f64();
+        // Seconds: the engine time a Bantam backend reports, else the call's wall
+        // time (an upstream priced per second).
+        let secs = t.compute_us.map_or_else(
+            || self.call_start.elapsed().as_secs_f64(),
+            |us| us as f64 / 1e6,
+        );
         let r = &mut self.record;
         r.prompt_tokens = t.prompt;
         r.completion_tokens = t.completion;

@@ -142,6 +142,9 @@ pub struct Tokens {
     pub completion: u64,
     /// The backend reported no usage; the counts are estimates (characters / 4).
     pub estimated: bool,
+    /// Engine time a Bantam backend attributed to the answer (`usage.compute_ms`),
+    /// in microseconds: what `per_second` prices charge; wall-clock time otherwise.
+    pub compute_us: Option<u64>,
 }
 
 impl Tokens {
@@ -158,10 +161,16 @@ impl Tokens {
             let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
             p += n("cached_tokens") + n("label_tokens");
         }
+        let compute_us = u
+            .get("compute_ms")
+            .and_then(Value::as_f64)
+            .filter(|ms| ms.is_finite() && *ms >= 0.0)
+            .map(|ms| (ms * 1e3).round() as u64);
         Some(Self {
             prompt: p,
             completion: c,
             estimated: false,
+            compute_us,
         })
     }
 }
@@ -219,7 +228,9 @@ mod tests {
         let task = json!({"prompt_tokens": 46, "cached_tokens": 3, "label_tokens": 2,
                           "completion_tokens": 1, "total_tokens": 52});
         let t = Tokens::from_usage(&task).unwrap();
-        assert_eq!((t.prompt, t.completion), (51, 1));
+        assert_eq!((t.prompt, t.completion, t.compute_us), (51, 1, None));
+        let timed = json!({"prompt_tokens": 9, "completion_tokens": 4, "compute_ms": 12.5});
+        assert_eq!(Tokens::from_usage(&timed).unwrap().compute_us, Some(12_500));
         let summary = json!({"object": "summary", "summary": "Short."});
         assert_eq!(answer_chars(&summary), 6);
         let list = json!({"object": "list", "data": [{"label": "ab"}, {"label": null}]});

@@ -8,9 +8,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ConfigError;
 
-/// Price of a backend. Token prices are per million tokens; `per_second` charges the
-/// wall-clock seconds a request spends on the backend (a way to price local hardware:
-/// the machine's hourly cost divided by 3600).
+/// Price of a backend. Token prices are per million tokens; `per_second` prices
+/// compute time, a way to price local hardware (the machine's hourly cost divided by
+/// 3600): a local model charges the engine time attributed to the request (its share
+/// of each batched decode step, reported as `usage.compute_ms`), so concurrent
+/// requests together pay for the machine's busy time once; a backend that reports no
+/// compute time (an upstream) is charged its wall-clock seconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Price {
@@ -18,7 +21,7 @@ pub struct Price {
     pub input_per_1m: f64,
     /// USD per 1M completion tokens.
     pub output_per_1m: f64,
-    /// USD per second of request time.
+    /// USD per second of compute time (see above).
     pub per_second: f64,
 }
 

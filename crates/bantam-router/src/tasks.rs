@@ -146,6 +146,10 @@ fn add_usage(u: &mut TaskUsage, v: &Value) {
     u.cached_tokens += cached;
     u.completion_tokens += n("completion_tokens");
     u.total_tokens += prompt + n("completion_tokens");
+    // Another Bantam reports its engine time.
+    if let Some(ms) = v.pointer("/usage/compute_ms").and_then(Value::as_f64) {
+        u.compute_ms = Some(u.compute_ms.unwrap_or(0.0) + ms);
+    }
 }
 
 /// Log-probability the answer gave the characters `span` (byte range of the

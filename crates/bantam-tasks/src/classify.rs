@@ -183,6 +183,7 @@ pub async fn classify(
             label_tokens: out.candidate_tokens,
             completion_tokens: 0,
             total_tokens: out.prompt_tokens + out.cached_tokens + out.candidate_tokens,
+            compute_ms: Some(out.compute_us as f64 / 1e3),
         },
     })
 }

@@ -68,6 +68,7 @@ pub async fn extract(engine: &Engine, req: &ExtractRequest) -> Result<ExtractRes
             cached_tokens: usage.cached_tokens,
             completion_tokens: usage.completion_tokens,
             total_tokens: usage.prompt_tokens + usage.completion_tokens,
+            compute_ms: Some(usage.compute_us as f64 / 1e3),
             ..TaskUsage::default()
         },
     })

@@ -176,4 +176,5 @@ fn add(t: &mut TaskUsage, u: &bantam_types::generate::Usage) {
     t.cached_tokens += u.cached_tokens;
     t.completion_tokens += u.completion_tokens;
     t.total_tokens += u.prompt_tokens + u.completion_tokens;
+    t.compute_ms = Some(t.compute_ms.unwrap_or(0.0) + u.compute_us as f64 / 1e3);
 }

@@ -184,6 +184,12 @@ pub struct Usage {
     pub completion_tokens: u32,
     /// Prompt tokens served from the prefix cache.
     pub cached_tokens: u32,
+    /// Engine time attributed to this request, in microseconds: its share (by
+    /// tokens in the batch) of every decode step it took part in, plus its own
+    /// sampling. Summed over concurrent requests it is the engine's busy time, so
+    /// pricing it per second charges a dedicated machine's cost exactly once.
+    #[serde(default)]
+    pub compute_us: u64,
 }
 
 /// Timing of a finished request, in milliseconds.

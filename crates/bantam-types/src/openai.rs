@@ -224,6 +224,10 @@ pub struct UsageBody {
     /// Cached prompt tokens.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prompt_tokens_details: Option<PromptTokensDetails>,
+    /// Bantam's extension: engine time attributed to the request, in milliseconds
+    /// (what `per_second` prices of local backends charge).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compute_ms: Option<f64>,
 }
 
 /// `usage.prompt_tokens_details`.

@@ -152,6 +152,10 @@ pub struct TaskUsage {
     pub completion_tokens: u32,
     /// Sum of the above.
     pub total_tokens: u32,
+    /// Engine time attributed to the request, in milliseconds (local models; what
+    /// `per_second` prices charge).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compute_ms: Option<f64>,
 }
 
 /// `POST /v1/classify` response.

@@ -61,6 +61,8 @@ pub struct ScoreOutput {
     pub cached_tokens: u32,
     /// Candidate-tree tokens computed.
     pub candidate_tokens: u32,
+    /// Engine time attributed to this request, in microseconds.
+    pub compute_us: u64,
 }
 
 /// What to compute.
@@ -98,6 +100,8 @@ struct JobState {
     prompt_tokens: u32,
     cached_tokens: u32,
     candidate_tokens: u32,
+    /// Engine time attributed to the job (its items' share of each pass).
+    compute: std::time::Duration,
     failed: Option<EngineError>,
 }
 
@@ -190,7 +194,19 @@ impl Scorer {
         self.drop_cancelled();
         self.start_jobs();
         self.admit_items();
-        if let Err(e) = self.pass() {
+        let t0 = std::time::Instant::now();
+        let passed = self.pass();
+        // Each job's share of the pass: its items among those in flight (items of
+        // one request are alike in size, so this is close to a share by tokens).
+        let step = t0.elapsed();
+        if !self.items.is_empty() {
+            let n = self.items.len() as f64;
+            for (id, js) in &mut self.jobs {
+                let mine = self.items.iter().filter(|i| i.job == *id).count();
+                js.compute += step.mul_f64(mine as f64 / n);
+            }
+        }
+        if let Err(e) = passed {
             tracing::error!(error = %e, "scoring pass failed");
             let ids: Vec<u64> = self.items.iter().map(|i| i.job).collect();
             for id in ids {
@@ -260,6 +276,7 @@ impl Scorer {
                     trie: Arc::new(Trie::new(&job.candidates)),
                     next_item: 0,
                     done_items: 0,
+                    compute: std::time::Duration::ZERO,
                     scores: vec![Vec::new(); n],
                     exact: vec![Vec::new(); n],
                     prompt_tokens: computed as u32,
@@ -592,6 +609,7 @@ impl Scorer {
                         prompt_tokens: js.prompt_tokens,
                         cached_tokens: js.cached_tokens,
                         candidate_tokens: js.candidate_tokens,
+                        compute_us: js.compute.as_micros() as u64,
                     })
                 }
             };

@@ -186,4 +186,5 @@ fn add_usage(total: &mut Usage, u: &Usage) {
     total.prompt_tokens += u.prompt_tokens;
     total.completion_tokens += u.completion_tokens;
     total.cached_tokens += u.cached_tokens;
+    total.compute_us += u.compute_us;
 }

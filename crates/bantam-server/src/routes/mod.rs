@@ -86,5 +86,6 @@ pub(crate) fn usage_body(u: &Usage) -> UsageBody {
         prompt_tokens_details: Some(PromptTokensDetails {
             cached_tokens: u.cached_tokens,
         }),
+        compute_ms: Some(u.compute_us as f64 / 1e3),
     }
 }
