@@ -29,3 +29,4 @@ pub mod report;
 pub mod rouge;
 pub mod run;
 pub mod stem;
+pub mod summary;
