@@ -6,7 +6,7 @@
 mod common;
 
 use common::{bantam, Server, MODEL};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 fn summary(out: &std::path::Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap()
@@ -191,10 +191,24 @@ const TICKETS: [(&str, &str); 6] = [
 
 #[test]
 fn eval_local_and_remote_targets_side_by_side() {
-    // One thread each: the test machine may have two cores shared by others.
-    let server = Server::start(&["--threads", "1"]);
-    let remote = format!("{}/v1#{MODEL}", server.base);
+    // One thread each: the test machine may have two cores shared by others. The
+    // server also has a route `auto`: questions about capitals go to the backend
+    // `alt` (the same model under another name), the rest to `small`.
     let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("routes.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[backends]]\nname = \"small\"\ntype = \"local\"\nmodel = \"{MODEL}\"\n\
+             [[backends]]\nname = \"alt\"\ntype = \"local\"\nmodel = \"{MODEL}\"\n\
+             [[routes]]\nname = \"auto\"\nbackends = [\"small\", \"alt\"]\n\
+             [[routes.rules]]\nbackend = \"alt\"\nreason = \"geo\"\nkeywords = [\"capital\"]\n\
+             [usage]\nenabled = false\n"
+        ),
+    )
+    .unwrap();
+    let server = Server::start(&["--threads", "1", "--config", cfg.to_str().unwrap()]);
+    let remote = format!("{}/v1#{MODEL}", server.base);
 
     // QA with a custom prompt template: the same messages, greedy on both sides.
     let ds = dir.path().join("qa.jsonl");
@@ -271,6 +285,65 @@ fn eval_local_and_remote_targets_side_by_side() {
     }
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("remote price per 1M tokens") && html.contains("qa.txt"));
+    // Time to the first token of every generated answer: the local engine's, and
+    // the remote one's streamed first chunk; within the item's latency.
+    for x in &it {
+        let (ttft, lat) = (
+            x["ttft_ms"].as_f64().unwrap(),
+            x["latency_ms"].as_f64().unwrap(),
+        );
+        assert!(ttft > 0.0 && ttft <= lat, "{x}");
+    }
+    for t in [l, r] {
+        assert!(t["ttft_p95_ms"].as_f64().unwrap() >= t["ttft_p50_ms"].as_f64().unwrap());
+    }
+    // The remote Bantam said which backend answered (a plain model: itself).
+    for x in &rem {
+        assert_eq!(x["served"]["backend"], MODEL, "{x}");
+        assert_eq!(x["served"]["route_reason"], "direct", "{x}");
+    }
+    assert_eq!(r["backends"], json!({MODEL: 3}));
+    assert!(it
+        .iter()
+        .filter(|x| x["target"] == MODEL)
+        .all(|x| x.get("served").is_none()));
+
+    // Through the route: each item records the backend the route chose.
+    let routed = format!("{}/v1#auto", server.base);
+    let out = dir.path().join("routed");
+    let o = bantam()
+        .arg("eval")
+        .arg(&ds)
+        .args(["--task", "qa", "--target", &routed, "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let it = items(&out.join("items.jsonl"));
+    for x in &it {
+        let geo = x["input"].as_str().unwrap().contains("capital");
+        let (b, why) = if geo {
+            ("alt", "rule:geo")
+        } else {
+            ("small", "default")
+        };
+        assert_eq!(
+            (
+                x["served"]["backend"].as_str(),
+                x["served"]["route_reason"].as_str()
+            ),
+            (Some(b), Some(why)),
+            "{x}"
+        );
+    }
+    let s = summary(&out);
+    assert_eq!(
+        s["targets"][routed.as_str()]["backends"],
+        json!({"alt": 1, "small": 2})
+    );
+    assert!(std::fs::read_to_string(out.join("summary.md"))
+        .unwrap()
+        .contains("| small 2, alt 1 |"));
 
     // Classification: the local target scores each label's tokens; the remote one
     // decodes greedily under a `choice` constraint. The constraint admits every
@@ -324,6 +397,70 @@ fn eval_local_and_remote_targets_side_by_side() {
     assert!(s["targets"][remote.as_str()]["confusion"].is_array());
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("remote, no price") && html.contains("local, no price"));
+    // Labels are scored or chosen, not generated: no time to first token.
+    assert!(it.iter().all(|x| x.get("ttft_ms").is_none()), "{it:?}");
+    let default_conf: Vec<Value> = it
+        .iter()
+        .filter(|x| x["target"] == MODEL)
+        .map(|x| x["metrics"]["confidence"].clone())
+        .collect();
+
+    // A classification template: local scoring and the remote constraint both
+    // follow it; the server counts the prompt it makes.
+    let tpl = dir.path().join("cls.txt");
+    std::fs::write(
+        &tpl,
+        "[system]\nYou route bank support tickets. Reply with one category name.\nCategories:\n{labels}\n[user]\nTicket: {input}\n",
+    )
+    .unwrap();
+    let out = dir.path().join("cls-tpl");
+    let o = bantam()
+        .arg("eval")
+        .arg(&csv)
+        .args([
+            "--task",
+            "classify",
+            "--input-field",
+            "text",
+            "--expected-field",
+            "category",
+        ])
+        .args([
+            "--target",
+            MODEL,
+            "--target",
+            &remote,
+            "--threads",
+            "1",
+            "--prompt-template",
+        ])
+        .arg(&tpl)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let it2 = items(&out.join("items.jsonl"));
+    let conf: Vec<Value> = it2
+        .iter()
+        .filter(|x| x["target"] == MODEL)
+        .map(|x| x["metrics"]["confidence"].clone())
+        .collect();
+    assert_eq!(conf.len(), 6);
+    assert_ne!(conf, default_conf, "the template changed nothing");
+    let far2 = predictions(&it2, &remote);
+    assert!(
+        far2.iter().all(|p| labels.contains(&p.as_str().unwrap())),
+        "{far2:?}"
+    );
+    let prompt_tokens = |items: &[Value]| -> Vec<u64> {
+        items
+            .iter()
+            .filter(|x| x["target"] == remote.as_str())
+            .map(|x| x["prompt_tokens"].as_u64().unwrap())
+            .collect()
+    };
+    assert_ne!(prompt_tokens(&it), prompt_tokens(&it2));
 
     // A server that is gone stops the run with a clear message and records nothing
     // for the target, so a rerun continues.
@@ -396,8 +533,12 @@ fn eval_targets_and_templates_are_checked_before_any_work() {
         .args(["eval", "--show-template", "classify"])
         .output()
         .unwrap();
-    assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("no prompt template"));
+    assert!(o.status.success());
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("Labels:\n{labels}\n[user]\n{input}"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -1,16 +1,18 @@
-//! Prompt templates of the generative tasks (extract, summarize, qa, chat).
+//! Prompt templates of every task (classify, extract, summarize, qa, chat).
 //!
 //! A template is a chat written as plain text. A line that is exactly `[system]`,
 //! `[user]` or `[assistant]` starts a message with that role (so few-shot turns are
 //! written as `[user]`/`[assistant]` pairs); a file without such a line is one user
-//! message. In the text, `{input}` is the item's input and, for extraction,
-//! `{schema}` the JSON Schema (compact JSON); `{{` and `}}` are literal braces. Any
-//! other `{name}` is an error, so a typo does not reach the model.
+//! message. In the text, `{input}` is the item's input; for extraction `{schema}` is
+//! the JSON Schema (compact JSON), for classification `{labels}` the label list (one
+//! `- label` line each); `{{` and `}}` are literal braces. Any other `{name}` is an
+//! error, so a typo does not reach the model.
 //!
 //! The default templates reproduce the prompts of `bantam-tasks` (and of the eval
 //! runner before templates existed), so local results do not change unless a
-//! template is given. Classification has no template: it scores the labels after
-//! `bantam-tasks`' own prompt.
+//! template is given. A classification template decides what comes before the
+//! answer; the labels are then scored (local models) or chosen under a constraint
+//! (remote targets) as the answer.
 
 use std::fmt::Write;
 
@@ -32,6 +34,7 @@ enum Piece {
     Text(String),
     Input,
     Schema,
+    Labels,
 }
 
 /// A parsed template.
@@ -58,10 +61,17 @@ pub enum PromptError {
 
 const ROLES: [&str; 3] = ["system", "user", "assistant"];
 
-/// The default template of a task (`None` for classification).
+/// The default template of a task.
 pub fn default_text(task: &Task) -> Option<String> {
     let (system, user) = match task {
-        Task::Classify { .. } => return None,
+        // bantam-tasks' classification prompt: instructions, then the labels.
+        Task::Classify { .. } => (
+            format!(
+                "{}\n\nLabels:\n{{labels}}",
+                bantam_tasks::classify::DEFAULT_INSTRUCTIONS
+            ),
+            "{input}",
+        ),
         Task::Extract { .. } => (
             format!(
                 "{}\n\nJSON Schema:\n{{schema}}",
@@ -131,11 +141,12 @@ fn placeholders(text: &str, first_line: usize) -> Result<Vec<Piece>, PromptError
                 let piece = match name.trim() {
                     "input" => Piece::Input,
                     "schema" => Piece::Schema,
+                    "labels" => Piece::Labels,
                     other => {
                         return Err(PromptError::Syntax {
                             line,
                             reason: format!(
-                                "unknown placeholder {{{other}}}; use {{input}} or (extract) {{schema}}, and {{{{ }}}} for literal braces"
+                                "unknown placeholder {{{other}}}; use {{input}}, (extract) {{schema}} or (classify) {{labels}}, and {{{{ }}}} for literal braces"
                             ),
                         })
                     }
@@ -163,13 +174,6 @@ fn placeholders(text: &str, first_line: usize) -> Result<Vec<Piece>, PromptError
 impl PromptTemplate {
     /// Parse a template for `task`.
     pub fn parse(text: &str, task: &Task) -> Result<PromptTemplate, PromptError> {
-        if matches!(task, Task::Classify { .. }) {
-            return Err(PromptError::Invalid(
-                "classify has no prompt template: it scores each label after bantam-tasks' \
-                 classification prompt (instructions and the label list)"
-                    .into(),
-            ));
-        }
         // (role, first line of its text, text)
         let mut sections: Vec<(String, usize, String)> = Vec::new();
         let mut before = String::new();
@@ -232,12 +236,39 @@ impl PromptTemplate {
                 task.name()
             )));
         }
+        if uses(&Piece::Labels) && !matches!(task, Task::Classify { .. }) {
+            return Err(PromptError::Invalid(format!(
+                "{{labels}} is only defined for classify, not for {}",
+                task.name()
+            )));
+        }
+        // The answer is the model's next turn: a classification prompt that ends
+        // with an assistant message would score the labels as its continuation.
+        if matches!(task, Task::Classify { .. })
+            && messages.last().is_some_and(|(r, _)| r == "assistant")
+        {
+            return Err(PromptError::Invalid(
+                "a classification template must end with a [user] message (the labels are \
+                 scored as the assistant's answer to it)"
+                    .into(),
+            ));
+        }
         Ok(PromptTemplate { messages })
     }
 
     /// The messages for one item.
     pub fn render(&self, input: &str, schema: Option<&Value>) -> Vec<Message> {
+        self.render_all(input, schema, &[])
+    }
+
+    /// The messages for one item to classify into `labels`.
+    pub fn render_labels(&self, input: &str, labels: &[String]) -> Vec<Message> {
+        self.render_all(input, None, labels)
+    }
+
+    fn render_all(&self, input: &str, schema: Option<&Value>, labels: &[String]) -> Vec<Message> {
         let schema = schema.map(|s| serde_json::to_string(s).unwrap_or_default());
+        let list: String = labels.iter().map(|l| format!("- {l}\n")).collect();
         self.messages
             .iter()
             .map(|(role, pieces)| {
@@ -247,6 +278,7 @@ impl PromptTemplate {
                         Piece::Text(t) => content.push_str(t),
                         Piece::Input => content.push_str(input),
                         Piece::Schema => content.push_str(schema.as_deref().unwrap_or("")),
+                        Piece::Labels => content.push_str(&list),
                     }
                 }
                 Message {
@@ -267,6 +299,7 @@ impl PromptTemplate {
                     Piece::Text(t) => s.push_str(&t.replace('{', "{{").replace('}', "}}")),
                     Piece::Input => s.push_str("{input}"),
                     Piece::Schema => s.push_str("{schema}"),
+                    Piece::Labels => s.push_str("{labels}"),
                 }
             }
             s.push('\n');
@@ -288,14 +321,31 @@ mod tests {
 
     #[test]
     fn defaults_parse_and_render_the_task_prompts() {
-        for task in [extract(), Task::Summarize, Task::Qa, Task::Chat] {
+        let classify = Task::Classify {
+            labels: vec!["a".into(), "b".into()],
+        };
+        for task in [
+            extract(),
+            Task::Summarize,
+            Task::Qa,
+            Task::Chat,
+            classify.clone(),
+        ] {
             let text = default_text(&task).unwrap();
             let t = PromptTemplate::parse(&text, &task).unwrap();
             assert_eq!(default_for(&task).as_ref(), Some(&t));
             // Writing a template back gives the same template.
             assert_eq!(PromptTemplate::parse(&t.to_text(), &task).unwrap(), t);
         }
-        assert!(default_text(&Task::Classify { labels: vec![] }).is_none());
+        // Classification: exactly bantam-tasks' prompt, so results do not change.
+        let labels: Vec<String> = vec!["billing".into(), "card lost".into()];
+        let m = default_for(&classify)
+            .unwrap()
+            .render_labels("I lost my card", &labels);
+        let req = bantam_types::tasks::ClassifyRequest::new("m", labels.clone());
+        assert_eq!(m[0].content, req.system_prompt());
+        assert_eq!(m[1].content, "I lost my card");
+        assert_eq!(m.len(), 2);
         let qa = default_for(&Task::Qa)
             .unwrap()
             .render("Capital of France?", None);
@@ -357,7 +407,7 @@ mod tests {
             err("[system]\nok\n[user]\n\n{inptu}\n", &Task::Chat),
             PromptError::Syntax {
                 line: 5,
-                reason: "unknown placeholder {inptu}; use {input} or (extract) {schema}, and {{ }} for literal braces".into()
+                reason: "unknown placeholder {inptu}; use {input}, (extract) {schema} or (classify) {labels}, and {{ }} for literal braces".into()
             }
         );
         assert!(matches!(
@@ -382,9 +432,18 @@ mod tests {
         assert!(err("[user]\n{input} {schema}\n", &Task::Qa)
             .to_string()
             .contains("only defined for extract"));
-        assert!(err("{input}", &Task::Classify { labels: vec![] })
+        let classify = Task::Classify { labels: vec![] };
+        assert!(err("[user]\n{input} {labels}\n", &Task::Qa)
             .to_string()
-            .contains("classify has no prompt template"));
+            .contains("only defined for classify"));
+        assert!(err("[user]\n{input}\n[assistant]\nLabel:\n", &classify)
+            .to_string()
+            .contains("must end with a [user] message"));
+        let t = PromptTemplate::parse("Pick one of:\n{labels}Text: {input}\n", &classify).unwrap();
+        assert_eq!(
+            t.render_labels("hi", &["x".into(), "y".into()])[0].content,
+            "Pick one of:\n- x\n- y\nText: hi"
+        );
         // {schema} is fine for extraction.
         let t = PromptTemplate::parse("[user]\n{schema}\n{input}\n", &extract()).unwrap();
         assert_eq!(

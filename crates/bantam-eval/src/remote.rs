@@ -12,11 +12,13 @@
 //! with an enum on servers that reject it), a schema-valid object for extraction
 //! (`json_schema`), plain text otherwise.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bantam_router::upstream::Upstream;
-use bantam_router::{Backend, BackendConfig, BackendError, BackendKind, Call, Endpoint, Reply};
+use bantam_router::{BackendConfig, BackendError, BackendKind, Call, ChunkStream, Endpoint, Reply};
+use futures::StreamExt;
 use serde_json::{json, Value};
 
 use crate::prompt::Message;
@@ -117,6 +119,47 @@ pub struct RemoteAnswer {
     pub prompt_tokens: u32,
     /// `usage.completion_tokens` (0 when not reported).
     pub completion_tokens: u32,
+    /// Milliseconds from sending the request to the first content chunk (streamed
+    /// calls only).
+    pub ttft_ms: Option<f64>,
+    /// What a Bantam server said about the request (its `x-bantam-*` headers).
+    pub served: Option<Served>,
+}
+
+/// How a Bantam server (a route) answered, from its response headers.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Served {
+    /// `x-bantam-backend`: the backend that answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+    /// `x-bantam-route-reason`: why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route_reason: Option<String>,
+    /// `x-bantam-cost-usd`: what the server charged (absent for streamed answers,
+    /// whose cost is in the usage chunk: `usage.cost_usd`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+}
+
+impl Served {
+    /// From response headers (and a streamed answer's usage); `None` when the server
+    /// is not a Bantam (no `x-bantam-backend`).
+    pub fn from_headers(h: &HashMap<String, String>, usage: Option<&Value>) -> Option<Served> {
+        let backend = h.get("x-bantam-backend")?.clone();
+        let cost = h
+            .get("x-bantam-cost-usd")
+            .and_then(|c| c.parse::<f64>().ok())
+            .or_else(|| {
+                usage
+                    .and_then(|u| u.get("cost_usd"))
+                    .and_then(Value::as_f64)
+            });
+        Some(Served {
+            backend: Some(backend),
+            route_reason: h.get("x-bantam-route-reason").cloned(),
+            cost_usd: cost,
+        })
+    }
 }
 
 /// Attempts on transient failures (connection errors, timeouts, 429, 5xx).
@@ -200,27 +243,27 @@ impl Remote {
     }
 
     async fn call(&self, body: &Value) -> Result<RemoteAnswer, RemoteError> {
+        let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
         let mut attempt = 0;
-        let reply = loop {
+        let (reply, headers, t0) = loop {
             attempt += 1;
             let call = Call {
                 endpoint: Endpoint::Chat,
                 body: body.clone(),
-                stream: false,
+                stream,
             };
-            match self.upstream.call(call).await {
-                Ok(r) => break r,
+            let t0 = Instant::now();
+            match self.upstream.call_with_headers(call).await {
+                Ok((r, h)) => break (r, h, t0),
                 Err(e) if e.retryable() && attempt < ATTEMPTS => {
                     tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
                 }
                 Err(e) => return Err(e.into()),
             }
         };
-        let Reply::Full(v) = reply else {
-            return Err(RemoteError::Answer(format!(
-                "{}: streamed answer to a non-streaming request",
-                self.base_url()
-            )));
+        let v = match reply {
+            Reply::Full(v) => v,
+            Reply::Stream(chunks) => return self.collect(chunks, &headers, t0).await,
         };
         let choice = &v["choices"][0];
         let text = choice["message"]["content"].as_str().ok_or_else(|| {
@@ -234,6 +277,44 @@ impl Remote {
             text: text.to_string(),
             prompt_tokens: n("prompt_tokens"),
             completion_tokens: n("completion_tokens"),
+            ttft_ms: None,
+            served: Served::from_headers(&headers, None),
+        })
+    }
+
+    /// A streamed answer: the content deltas, the usage chunk, and when the first
+    /// content arrived.
+    async fn collect(
+        &self,
+        mut chunks: ChunkStream,
+        headers: &HashMap<String, String>,
+        t0: Instant,
+    ) -> Result<RemoteAnswer, RemoteError> {
+        let mut text = String::new();
+        let mut ttft = None;
+        let mut usage = Value::Null;
+        while let Some(c) = chunks.next().await {
+            let c = c?;
+            if let Some(d) = c
+                .pointer("/choices/0/delta/content")
+                .and_then(Value::as_str)
+            {
+                if !d.is_empty() && ttft.is_none() {
+                    ttft = Some(t0.elapsed().as_secs_f64() * 1e3);
+                }
+                text.push_str(d);
+            }
+            if let Some(u) = c.get("usage").filter(|u| u.is_object()) {
+                usage = u.clone();
+            }
+        }
+        let n = |k: &str| usage[k].as_u64().map_or(0, |x| x as u32);
+        Ok(RemoteAnswer {
+            prompt_tokens: n("prompt_tokens"),
+            completion_tokens: n("completion_tokens"),
+            text,
+            ttft_ms: ttft,
+            served: Served::from_headers(headers, Some(&usage)),
         })
     }
 
@@ -254,8 +335,9 @@ impl Remote {
         }
     }
 
-    /// Plain chat; `repetition_penalty` (Bantam's, vLLM's extension) is dropped for
-    /// the rest of the run if the server rejects it.
+    /// Plain chat, streamed (so the first token is timed); `repetition_penalty`
+    /// (Bantam's, vLLM's extension) is dropped for the rest of the run if the server
+    /// rejects it.
     pub async fn chat(
         &self,
         messages: &[Message],
@@ -263,6 +345,9 @@ impl Remote {
         repetition_penalty: Option<f32>,
     ) -> Result<RemoteAnswer, RemoteError> {
         let mut body = self.body(messages, max_tokens);
+        // Streamed, to time the first token.
+        body["stream"] = json!(true);
+        body["stream_options"] = json!({"include_usage": true});
         let penalty = repetition_penalty.filter(|p| *p != 1.0);
         if let Some(p) = penalty.filter(|_| self.repetition_penalty.load(Ordering::Relaxed)) {
             body["repetition_penalty"] = json!(p);

@@ -5,15 +5,15 @@ use std::time::Instant;
 use bantam_engine::template::TemplateMessage;
 use bantam_engine::{Engine, EngineError};
 use bantam_structured::{StructuredError, Validator};
-use bantam_tasks::generate::complete;
-use bantam_types::generate::{OutputConstraint, Usage};
+use bantam_tasks::generate::complete_timed;
+use bantam_types::generate::{OutputConstraint, Timings, Usage};
 use bantam_types::tasks::{ClassifyRequest, SummarizeRequest};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::dataset::Item;
 use crate::prompt::{self, Message, PromptTemplate};
-use crate::remote::{Remote, RemoteAnswer, RemoteError};
+use crate::remote::{Remote, RemoteAnswer, RemoteError, Served};
 use crate::{qa, rouge};
 
 pub(crate) use crate::summary::percentile;
@@ -76,6 +76,16 @@ pub struct ItemResult {
     pub prompt_tokens: u32,
     /// Tokens generated.
     pub completion_tokens: u32,
+    /// Milliseconds until the answer's first token (generative tasks: locally the
+    /// engine's, for the generation that was kept; remote chat answers are streamed
+    /// and timed at their first content chunk). Absent for classification, which
+    /// scores labels rather than generating, and for remote extraction (not
+    /// streamed, so that a Bantam server can retry an unfinished object).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft_ms: Option<f64>,
+    /// For a remote Bantam (a route): which backend answered, why, at what cost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served: Option<Served>,
     /// What went wrong, if anything.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -147,6 +157,12 @@ struct Answer {
     prediction: Value,
     prompt_tokens: u32,
     completion_tokens: u32,
+    /// Remote: measured time to the first content chunk.
+    ttft_ms: Option<f64>,
+    /// Local: decode time of the kept generation (its first token came that long
+    /// before the end).
+    decode_ms: Option<f64>,
+    served: Option<Served>,
 }
 
 /// Most tokens a QA answer may have.
@@ -179,11 +195,14 @@ async fn local_item(
         _ => None,
     };
     let messages = engine_messages(&template.render(&it.input, schema));
-    let text = |r: Result<(String, Usage), EngineError>| {
-        r.map(|(text, u)| Answer {
+    let text = |r: Result<(String, Usage, Timings), EngineError>| {
+        r.map(|(text, u, t)| Answer {
             prediction: json!(text.trim()),
             prompt_tokens: u.prompt_tokens,
             completion_tokens: u.completion_tokens,
+            ttft_ms: None,
+            decode_ms: Some(t.decode_ms),
+            served: None,
         })
         .map_err(|e| e.to_string())
     };
@@ -195,8 +214,8 @@ async fn local_item(
             // As bantam-tasks' extract: an output cut short or failing validation is
             // tried twice more with a growing repetition penalty.
             let mut penalty = 1.0;
-            let (text, u) = loop {
-                let r = complete(
+            let (text, u, t) = loop {
+                let r = complete_timed(
                     engine,
                     prompt.clone(),
                     EXTRACT_MAX_TOKENS,
@@ -218,6 +237,9 @@ async fn local_item(
                 prediction: data,
                 prompt_tokens: u.prompt_tokens,
                 completion_tokens: u.completion_tokens,
+                ttft_ms: None,
+                decode_ms: Some(t.decode_ms),
+                served: None,
             })
         }
         // The default prompt goes through bantam-tasks, which summarises inputs
@@ -231,12 +253,15 @@ async fn local_item(
                 instructions: None,
                 max_tokens: Some(TEXT_MAX_TOKENS),
             };
-            bantam_tasks::summarize(engine, &req)
+            bantam_tasks::summarize::summarize_timed(engine, &req)
                 .await
-                .map(|r| Answer {
+                .map(|(r, t)| Answer {
                     prediction: json!(r.summary),
                     prompt_tokens: r.usage.prompt_tokens + r.usage.cached_tokens,
                     completion_tokens: r.usage.completion_tokens,
+                    ttft_ms: None,
+                    decode_ms: Some(t.decode_ms),
+                    served: None,
                 })
                 .map_err(|e| e.to_string())
         }
@@ -245,7 +270,7 @@ async fn local_item(
             let prompt = engine
                 .render_chat(&messages, &[])
                 .map_err(|e| e.to_string())?;
-            text(complete(engine, prompt, max, None, penalty).await)
+            text(complete_timed(engine, prompt, max, None, penalty).await)
         }
     }
 }
@@ -299,6 +324,9 @@ async fn remote_item(
         prediction,
         prompt_tokens: a.prompt_tokens,
         completion_tokens: a.completion_tokens,
+        ttft_ms: a.ttft_ms,
+        decode_ms: None,
+        served: a.served,
     };
     match task {
         Task::Extract { schema } => {
@@ -350,7 +378,7 @@ fn item_metrics(task: &Task, pred: &Value, it: &Item) -> Map<String, Value> {
 
 /// Run `task` over `items` with a target, handing each result to `sink` as soon as
 /// it exists (so a killed run keeps what it did). `template` replaces the task's
-/// default prompt (not for classification, which has none).
+/// default prompt.
 ///
 /// An error that is the item's (a rejected request, a local engine error) becomes an
 /// error result; a remote target that stays unreachable, times out or keeps
@@ -378,6 +406,8 @@ pub async fn run(
         latency_ms: ms,
         prompt_tokens: 0,
         completion_tokens: 0,
+        ttft_ms: None,
+        served: None,
         error: None,
     };
     let label_metrics = |it: &Item, label: &str, confidence: Option<f32>| {
@@ -389,13 +419,20 @@ pub async fn run(
         }
         m
     };
+    let default = prompt::default_for(task);
+    let Some(template) = template.or(default.as_ref()) else {
+        return Ok(());
+    };
     match (task, runner) {
         (Task::Classify { labels }, Runner::Local(engine)) => {
             for batch in items.chunks(16) {
                 let req = ClassifyRequest::new(target, labels.clone());
                 let texts: Vec<String> = batch.iter().map(|i| i.input.clone()).collect();
                 let t = Instant::now();
-                let out = bantam_tasks::classify(engine, &req, &texts).await;
+                let out = bantam_tasks::classify::classify_with(engine, &req, &texts, |text| {
+                    engine_messages(&template.render_labels(text, labels))
+                })
+                .await;
                 let ms = t.elapsed().as_secs_f64() * 1000.0 / batch.len() as f64;
                 match out {
                     Ok(resp) => {
@@ -416,23 +453,9 @@ pub async fn run(
             }
         }
         (Task::Classify { labels }, Runner::Remote(remote)) => {
-            // The same prompt as the local scorer: bantam-tasks' system message with
-            // the label list, then the text.
-            let system = bantam_tasks::classify::system_prompt(&ClassifyRequest::new(
-                target,
-                labels.clone(),
-            ));
+            // The same prompt as the local scorer.
             for it in items {
-                let messages = [
-                    Message {
-                        role: "system".into(),
-                        content: system.clone(),
-                    },
-                    Message {
-                        role: "user".into(),
-                        content: it.input.clone(),
-                    },
-                ];
+                let messages = template.render_labels(&it.input, labels);
                 let t = Instant::now();
                 let out = remote.label(&messages, labels).await;
                 let ms = t.elapsed().as_secs_f64() * 1000.0;
@@ -443,6 +466,7 @@ pub async fn run(
                         let mut r = result(it, json!(label), m, ms);
                         r.prompt_tokens = a.prompt_tokens;
                         r.completion_tokens = a.completion_tokens;
+                        r.served = a.served;
                         r
                     }
                     Err(Failure::Item(e)) => {
@@ -454,12 +478,8 @@ pub async fn run(
             }
         }
         _ => {
-            let default = prompt::default_for(task);
             // A template equal to the default is the default.
-            let custom = template.is_some_and(|t| Some(t) != default.as_ref());
-            let Some(template) = template.or(default.as_ref()) else {
-                return Ok(());
-            };
+            let custom = Some(template) != default.as_ref();
             for it in items {
                 let t = Instant::now();
                 let out = match runner {
@@ -476,6 +496,10 @@ pub async fn run(
                         let mut r = result(it, a.prediction, m, ms);
                         r.prompt_tokens = a.prompt_tokens;
                         r.completion_tokens = a.completion_tokens;
+                        r.ttft_ms = a
+                            .ttft_ms
+                            .or_else(|| a.decode_ms.map(|d| (ms - d).clamp(0.0, ms)));
+                        r.served = a.served;
                         r
                     }
                     Err(Failure::Item(e)) => {

@@ -40,6 +40,23 @@ pub fn summarize(task: &Task, results: &[&ItemResult]) -> Map<String, Value> {
     s.insert("latency_p95_ms".into(), json!(percentile(&lat, 95.0)));
     s.insert("latency_p99_ms".into(), json!(percentile(&lat, 99.0)));
     s.insert("items_per_s".into(), json!(ratio(n as f64, total_s)));
+    let mut ttft: Vec<f64> = results.iter().filter_map(|r| r.ttft_ms).collect();
+    if !ttft.is_empty() {
+        ttft.sort_by(f64::total_cmp);
+        s.insert("ttft_p50_ms".into(), json!(percentile(&ttft, 50.0)));
+        s.insert("ttft_p95_ms".into(), json!(percentile(&ttft, 95.0)));
+    }
+    // Which backend of a remote Bantam route answered, how often.
+    let mut backends = Map::new();
+    for r in results {
+        if let Some(b) = r.served.as_ref().and_then(|x| x.backend.as_ref()) {
+            let n = backends.get(b).and_then(Value::as_u64).unwrap_or(0);
+            backends.insert(b.clone(), json!(n + 1));
+        }
+    }
+    if !backends.is_empty() {
+        s.insert(crate::report::BACKENDS.into(), Value::Object(backends));
+    }
     let toks: u32 = results.iter().map(|r| r.completion_tokens).sum();
     if toks > 0 {
         s.insert("tokens_per_s".into(), json!(ratio(toks as f64, total_s)));
@@ -177,6 +194,8 @@ mod tests {
             latency_ms: 1.0,
             prompt_tokens: p,
             completion_tokens: c,
+            ttft_ms: None,
+            served: None,
             error: error.map(str::to_string),
         };
         let rs = [

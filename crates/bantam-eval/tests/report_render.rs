@@ -276,6 +276,8 @@ fn classification() -> (Task, Map<String, Value>) {
                     latency_ms: ms * (0.6 + 1.2 * unit(i as u64, 50 + t as u64)),
                     prompt_tokens: 0,
                     completion_tokens: 0,
+                    ttft_ms: None,
+                    served: None,
                     error: None,
                 }
             })
@@ -340,6 +342,8 @@ fn summarization() -> (Task, Map<String, Value>) {
                     latency_ms: ms * (1.0 + 0.1 * i as f64),
                     prompt_tokens: 0,
                     completion_tokens: 20 + i as u32,
+                    ttft_ms: Some(ms * 0.2 + i as f64),
+                    served: None,
                     error: None,
                 }
             })

@@ -1,5 +1,6 @@
 //! An OpenAI-compatible upstream (another Bantam, vLLM, llama-server, a hosted API).
 
+use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -94,6 +95,17 @@ impl Upstream {
     }
 
     async fn run(&self, call: Call) -> Result<Reply, BackendError> {
+        self.call_with_headers(call).await.map(|(reply, _)| reply)
+    }
+
+    /// Like [`Backend::call`], also returning the response's headers (names
+    /// lower-cased; values that are not visible ASCII are left out), e.g. another
+    /// Bantam's `x-bantam-backend` and `x-bantam-cost-usd`. Task endpoints are sent
+    /// as they are (no translation into chat).
+    pub async fn call_with_headers(
+        &self,
+        call: Call,
+    ) -> Result<(Reply, HashMap<String, String>), BackendError> {
         let url = format!("{}{}", self.base, call.endpoint.path());
         let mut req = self.client.post(&url).json(&call.body);
         if let Some(k) = &self.key {
@@ -106,6 +118,11 @@ impl Upstream {
             Ok(Ok(r)) => r,
         };
         let status = resp.status().as_u16();
+        let headers: HashMap<String, String> = resp
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect();
         if status >= 400 || !call.stream {
             let bytes = match tokio::time::timeout(limit, resp.bytes()).await {
                 Err(_) => return Err(self.timeout("response body")),
@@ -120,9 +137,9 @@ impl Upstream {
             if !body.is_object() {
                 return Err(BackendError::status(&self.cfg.name, 502, body));
             }
-            return Ok(Reply::Full(body));
+            return Ok((Reply::Full(body), headers));
         }
-        Ok(Reply::Stream(self.chunks(resp, limit)))
+        Ok((Reply::Stream(self.chunks(resp, limit)), headers))
     }
 
     fn chunks(&self, resp: reqwest::Response, idle: Duration) -> ChunkStream {

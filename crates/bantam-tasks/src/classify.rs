@@ -103,17 +103,32 @@ pub async fn classify(
     req: &ClassifyRequest,
     texts: &[String],
 ) -> Result<ClassifyResponse, ClassifyError> {
-    validate(req)?;
-    validate_texts(texts)?;
     let mut head = vec![TemplateMessage::new("system", &system_prompt(req))];
     for e in &req.examples {
         head.push(TemplateMessage::new("user", &e.input));
         head.push(TemplateMessage::new("assistant", &e.label));
     }
-    let render = |text: &str| -> Result<Vec<i32>, ClassifyError> {
+    classify_with(engine, req, texts, |text| {
         let mut msgs = head.clone();
         msgs.push(TemplateMessage::new("user", text));
-        let prompt = engine.render_chat(&msgs, &[])?;
+        msgs
+    })
+    .await
+}
+
+/// Classify `texts` with the chat `messages(text)` before the answer instead of the
+/// request's instructions, label list and examples (`bantam eval --prompt-template`).
+/// The labels are scored as the assistant's reply to the last message.
+pub async fn classify_with(
+    engine: &Engine,
+    req: &ClassifyRequest,
+    texts: &[String],
+    messages: impl Fn(&str) -> Vec<TemplateMessage>,
+) -> Result<ClassifyResponse, ClassifyError> {
+    validate(req)?;
+    validate_texts(texts)?;
+    let render = |text: &str| -> Result<Vec<i32>, ClassifyError> {
+        let prompt = engine.render_chat(&messages(text), &[])?;
         Ok(engine.tokenize(&prompt)?)
     };
     // The part every prompt shares (instructions, labels, examples): what two

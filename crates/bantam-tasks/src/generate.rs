@@ -2,7 +2,7 @@
 
 use bantam_engine::{Engine, EngineError};
 use bantam_types::generate::{
-    GenerateEvent, GenerateRequest, OutputConstraint, Prompt, SamplingParams, Usage,
+    GenerateEvent, GenerateRequest, OutputConstraint, Prompt, SamplingParams, Timings, Usage,
 };
 
 /// Generate greedily (deterministic) and collect the text. `repetition_penalty`
@@ -14,6 +14,20 @@ pub async fn complete(
     constraint: Option<OutputConstraint>,
     repetition_penalty: f32,
 ) -> Result<(String, Usage), EngineError> {
+    complete_timed(engine, prompt, max_tokens, constraint, repetition_penalty)
+        .await
+        .map(|(text, usage, _)| (text, usage))
+}
+
+/// [`complete`], with the engine's timings of the generation (queue, prefill,
+/// decode).
+pub async fn complete_timed(
+    engine: &Engine,
+    prompt: Prompt,
+    max_tokens: u32,
+    constraint: Option<OutputConstraint>,
+    repetition_penalty: f32,
+) -> Result<(String, Usage, Timings), EngineError> {
     let mut events = engine.generate(GenerateRequest {
         prompt,
         max_tokens: Some(max_tokens),
@@ -30,7 +44,7 @@ pub async fn complete(
     while let Some(ev) = events.next().await {
         match ev? {
             GenerateEvent::Delta { text: t, .. } => text.push_str(&t),
-            GenerateEvent::Done { usage, .. } => return Ok((text, usage)),
+            GenerateEvent::Done { usage, timings, .. } => return Ok((text, usage, timings)),
         }
     }
     Err(EngineError::Stopped)

@@ -6,10 +6,10 @@
 
 use bantam_engine::template::TemplateMessage;
 use bantam_engine::Engine;
-use bantam_types::generate::OutputConstraint;
+use bantam_types::generate::{OutputConstraint, Timings};
 use bantam_types::tasks::{SummarizeRequest, SummarizeResponse, TaskUsage};
 
-use crate::generate::complete;
+use crate::generate::{complete, complete_timed};
 use crate::TaskError;
 
 /// Greedy decoding of free text loops on small models; Ollama's default penalty.
@@ -89,6 +89,15 @@ pub async fn summarize(
     engine: &Engine,
     req: &SummarizeRequest,
 ) -> Result<SummarizeResponse, TaskError> {
+    summarize_timed(engine, req).await.map(|(r, _)| r)
+}
+
+/// [`summarize`], with the engine's timings of the final summary's generation
+/// (its decode time tells when the summary's first token came).
+pub async fn summarize_timed(
+    engine: &Engine,
+    req: &SummarizeRequest,
+) -> Result<(SummarizeResponse, Timings), TaskError> {
     validate(req)?;
     let style = req.style();
     let n = req.length();
@@ -159,16 +168,18 @@ pub async fn summarize(
     let prompt = engine.render_chat(&msgs, &[])?;
     let constraint = (style == "bullets")
         .then(|| OutputConstraint::Regex(format!("(?:- [^\\n]{{1,400}}\\n){{1,{n}}}")));
-    let (summary, u) = complete(engine, prompt, max_tokens, constraint, REPETITION_PENALTY).await?;
+    let (summary, u, timings) =
+        complete_timed(engine, prompt, max_tokens, constraint, REPETITION_PENALTY).await?;
     add(&mut usage, &u);
-    Ok(SummarizeResponse {
+    let resp = SummarizeResponse {
         object: "summary".into(),
         model: req.model.clone(),
         summary: summary.trim().to_string(),
         chunks: leaf_chunks,
         levels,
         usage,
-    })
+    };
+    Ok((resp, timings))
 }
 
 fn add(t: &mut TaskUsage, u: &bantam_types::generate::Usage) {

@@ -30,9 +30,15 @@ use super::generate_tasks::progress;
   extract for the schema (json_schema). Their latency includes the network; their
   memory is not measured; their cost comes from --price-in/--price-out.
 
-Prompt templates (extract, summarize, qa, chat): a chat as text; lines [system],
-  [user] and [assistant] start messages; {input} is the item, {schema} (extract) the
-  JSON Schema, {{ and }} literal braces. See the defaults with --show-template TASK.
+Prompt templates (every task): a chat as text; lines [system], [user] and
+  [assistant] start messages; {input} is the item, {schema} (extract) the JSON
+  Schema, {labels} (classify) the label list, {{ and }} literal braces. See the
+  defaults with --show-template TASK.
+
+Per item, items.jsonl has the latency and, for generated answers, the time to the
+  first token (ttft_ms; remote chat answers are streamed to measure it); a remote
+  Bantam route also says which backend answered (served: backend, route_reason,
+  cost_usd), counted per target in the summary (backends).
 
 Examples:
   bantam eval ../shared/data/banking77/banking77_test.csv --task classify \\
@@ -66,8 +72,7 @@ pub struct EvalArgs {
     /// JSON Schema for extraction.
     #[arg(long, value_name = "FILE")]
     pub schema: Option<PathBuf>,
-    /// Prompt template for extract, summarize, qa or chat (replaces the default shown
-    /// by --show-template).
+    /// Prompt template (replaces the task's default, shown by --show-template).
     #[arg(long, value_name = "FILE")]
     pub prompt_template: Option<PathBuf>,
     /// Print the default prompt template of a task and exit.
@@ -192,11 +197,7 @@ fn show_template(name: &str) -> Result<()> {
             print!("{t}");
             Ok(())
         }
-        None => bail!(
-            "classify has no prompt template: each label is scored after bantam-tasks' \
-             prompt (system: \"{}\" and the label list; user: the text)",
-            bantam_tasks::classify::DEFAULT_INSTRUCTIONS
-        ),
+        None => bail!("{name} has no default prompt template"),
     }
 }
 

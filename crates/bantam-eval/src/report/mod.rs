@@ -127,17 +127,30 @@ pub fn main_metric(task: &Task) -> &'static str {
     }
 }
 
-/// The table's columns: counts, quality, speed, and the cost when any target has
-/// one.
+/// Time-to-first-token columns (generative tasks).
+pub const TTFT_COLUMNS: [&str; 2] = ["ttft_p50_ms", "ttft_p95_ms"];
+
+/// The summary key counting a remote Bantam's answering backends.
+pub const BACKENDS: &str = "backends";
+
+/// The table's columns: counts, quality, speed (time to first token when any target
+/// has it), the cost when any target has one, and the answering backends of remote
+/// Bantam routes.
 pub fn columns(task: &Task, targets: &Map<String, Value>) -> Vec<&'static str> {
+    let has = |k: &str| targets.values().any(|s| s.get(k).is_some());
     let mut cols: Vec<&str> = ["items", "errors"]
         .iter()
         .chain(quality_columns(task))
-        .chain(SPEED_COLUMNS.iter())
         .copied()
         .collect();
-    if targets.values().any(|s| s.get(COST).is_some()) {
-        cols.push(COST);
+    if has(TTFT_COLUMNS[0]) {
+        cols.extend(TTFT_COLUMNS);
+    }
+    cols.extend(SPEED_COLUMNS);
+    for k in [COST, BACKENDS] {
+        if has(k) {
+            cols.push(k);
+        }
     }
     cols
 }
@@ -158,6 +171,18 @@ pub fn cell(col: &str, v: Option<&Value>) -> String {
             }
         }
         Some(Value::String(s)) => s.clone(),
+        // Counts by name, most first: "small 30, large 10".
+        Some(Value::Object(o)) => {
+            let mut kv: Vec<(&String, u64)> = o
+                .iter()
+                .map(|(k, v)| (k, v.as_u64().unwrap_or(0)))
+                .collect();
+            kv.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+            kv.iter()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
         Some(v) => v.to_string(),
         None => "–".into(),
     }
@@ -185,9 +210,9 @@ fn metric(s: &Value, key: &str) -> Option<f64> {
 /// Whether a higher value of `col` is better (`None`: neither).
 fn higher_is_better(col: &str) -> Option<bool> {
     match col {
-        "items" => None,
+        "items" | BACKENDS => None,
         "errors" | "peak_rss_mb" | COST => Some(false),
-        c if c.starts_with("latency_") => Some(false),
+        c if c.starts_with("latency_") || c.starts_with("ttft_") => Some(false),
         _ => Some(true),
     }
 }

@@ -47,6 +47,8 @@ fn classify_summaries(
                     latency_ms: ms * (0.5 + unit(i as u64, 99)),
                     prompt_tokens: 0,
                     completion_tokens: 0,
+                    ttft_ms: None,
+                    served: None,
                     error: None,
                 }
             })
@@ -209,6 +211,8 @@ fn degenerate_runs_render_without_nan() {
         latency_ms: 0.0,
         prompt_tokens: 0,
         completion_tokens: 0,
+        ttft_ms: None,
+        served: None,
         error: Some("boom".into()),
     };
     let mut targets = Map::new();
@@ -325,6 +329,52 @@ fn markdown_keeps_the_terminal_columns() {
         .next()
         .unwrap()
         .starts_with("| smollm2:135m | 12 | 0 | 1.0000 | 1.0000 | 1.0000 |"));
+}
+
+#[test]
+fn ttft_and_route_backends_get_columns_when_present() {
+    let r = |i: usize, ttft: Option<f64>, backend: &str| ItemResult {
+        target: "http://h/v1#auto".into(),
+        index: i,
+        input: "q".into(),
+        expected: json!("a"),
+        prediction: json!("a"),
+        metrics: Map::new(),
+        latency_ms: 100.0,
+        prompt_tokens: 5,
+        completion_tokens: 3,
+        ttft_ms: ttft,
+        served: Some(crate::remote::Served {
+            backend: Some(backend.into()),
+            route_reason: Some("default".into()),
+            cost_usd: None,
+        }),
+        error: None,
+    };
+    let rs = [
+        r(0, Some(20.0), "small"),
+        r(1, Some(40.0), "large"),
+        r(2, None, "small"),
+    ];
+    let refs: Vec<&ItemResult> = rs.iter().collect();
+    let s = summarize(&Task::Qa, &refs);
+    assert_eq!(s["ttft_p50_ms"], json!(20.0));
+    assert_eq!(s["ttft_p95_ms"], json!(40.0));
+    assert_eq!(s[BACKENDS], json!({"small": 2, "large": 1}));
+    let mut targets = Map::new();
+    targets.insert("http://h/v1#auto".into(), Value::Object(s));
+    let cols = columns(&Task::Qa, &targets);
+    assert!(
+        cols.contains(&"ttft_p95_ms") && cols.contains(&BACKENDS),
+        "{cols:?}"
+    );
+    let md = markdown(&Task::Qa, &targets);
+    assert!(md.contains("| small 2, large 1 |"), "{md}");
+    // Classification has neither.
+    let labels = names(3);
+    let c = classify_summaries(&labels, 12, &[("m", 1.0, 10.0)]);
+    let cols = columns(&classify_task(&labels), &c);
+    assert!(!cols.contains(&"ttft_p50_ms") && !cols.contains(&BACKENDS));
 }
 
 #[test]
