@@ -11,6 +11,13 @@
 //! (`response_format` `choice`, Bantam's extension, falling back to a `json_schema`
 //! with an enum on servers that reject it), a schema-valid object for extraction
 //! (`json_schema`), plain text otherwise.
+//!
+//! Generated answers (extraction and text) are streamed with their usage, so the
+//! first content chunk is timed (`ttft_ms`); a label is one non-streamed call, not
+//! timed. Against a Bantam route a streamed answer is committed to its backend once
+//! it began: an object that fails its schema there is the item's error rather than
+//! a fallback to the route's next backend. A Bantam server's `x-bantam-*` headers
+//! say which backend answered ([`Served`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -294,7 +301,7 @@ impl Remote {
         let mut ttft = None;
         let mut usage = Value::Null;
         while let Some(c) = chunks.next().await {
-            let c = c?;
+            let c = c.map_err(Self::in_stream)?;
             if let Some(d) = c
                 .pointer("/choices/0/delta/content")
                 .and_then(Value::as_str)
@@ -316,6 +323,24 @@ impl Remote {
             ttft_ms: ttft,
             served: Served::from_headers(headers, Some(&usage)),
         })
+    }
+
+    /// An error event inside a stream. A structured output the server could not
+    /// finish or validate is the item's failure (the same request fails the same
+    /// way again), not the target's: the run goes on.
+    fn in_stream(e: BackendError) -> RemoteError {
+        match &e {
+            BackendError::Status { code: Some(c), .. } if c.starts_with("structured_output") => {
+                RemoteError::Answer(e.to_string())
+            }
+            _ => RemoteError::Backend(e),
+        }
+    }
+
+    /// Ask for a streamed answer with its usage (to time the first token).
+    fn streamed(body: &mut Value) {
+        body["stream"] = json!(true);
+        body["stream_options"] = json!({"include_usage": true});
     }
 
     /// A 400 that rejects the request field `field` (an extension the server does
@@ -345,9 +370,7 @@ impl Remote {
         repetition_penalty: Option<f32>,
     ) -> Result<RemoteAnswer, RemoteError> {
         let mut body = self.body(messages, max_tokens);
-        // Streamed, to time the first token.
-        body["stream"] = json!(true);
-        body["stream_options"] = json!({"include_usage": true});
+        Self::streamed(&mut body);
         let penalty = repetition_penalty.filter(|p| *p != 1.0);
         if let Some(p) = penalty.filter(|_| self.repetition_penalty.load(Ordering::Relaxed)) {
             body["repetition_penalty"] = json!(p);
@@ -364,7 +387,8 @@ impl Remote {
         self.call(&body).await
     }
 
-    /// Structured output: the answer is JSON valid against `schema`.
+    /// Structured output, streamed (so the first token is timed): the answer is
+    /// JSON valid against `schema`.
     pub async fn json(
         &self,
         messages: &[Message],
@@ -372,6 +396,7 @@ impl Remote {
         schema: &Value,
     ) -> Result<(Value, RemoteAnswer), RemoteError> {
         let mut body = self.body(messages, max_tokens);
+        Self::streamed(&mut body);
         body["response_format"] = json!({
             "type": "json_schema",
             "json_schema": {"name": "extraction", "schema": schema},
@@ -472,6 +497,34 @@ mod tests {
         assert!(e.to_string().contains("UNSET"), "{e}");
         let r = Remote::new("t", "http://h/v1", "m", Some("SET"), &env).unwrap();
         assert_eq!((r.base_url(), r.model()), ("http://h/v1", "m"));
+    }
+
+    #[test]
+    fn a_failed_object_in_a_stream_is_the_items_error() {
+        // As Upstream reports an error event inside a stream: status 502 with the
+        // server's code.
+        let event = |code: &str| {
+            BackendError::status(
+                "t",
+                502,
+                json!({"error": {"message": "output cut short", "code": code}}),
+            )
+        };
+        let e = Remote::in_stream(event("structured_output_incomplete"));
+        assert!(
+            matches!(e, RemoteError::Answer(ref m) if m.contains("cut short")),
+            "{e:?}"
+        );
+        assert!(matches!(
+            Remote::in_stream(event("structured_output_invalid")),
+            RemoteError::Answer(_)
+        ));
+        // Anything else stays the backend's (retryable: the run stops, a rerun retries).
+        let e = Remote::in_stream(event("server_error"));
+        assert!(
+            matches!(&e, RemoteError::Backend(b) if b.retryable()),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -76,11 +76,11 @@ pub struct ItemResult {
     pub prompt_tokens: u32,
     /// Tokens generated.
     pub completion_tokens: u32,
-    /// Milliseconds until the answer's first token (generative tasks: locally the
-    /// engine's, for the generation that was kept; remote chat answers are streamed
-    /// and timed at their first content chunk). Absent for classification, which
-    /// scores labels rather than generating, and for remote extraction (not
-    /// streamed, so that a Bantam server can retry an unfinished object).
+    /// Milliseconds from the item's start to its answer's first token (generative
+    /// tasks: locally the item's latency less the engine's decode time of the
+    /// generation that was kept; remote answers are streamed and timed at their
+    /// first content chunk). Absent for classification, which scores (locally) or
+    /// constrains (remotely) a label rather than generating text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttft_ms: Option<f64>,
     /// For a remote Bantam (a route): which backend answered, why, at what cost.

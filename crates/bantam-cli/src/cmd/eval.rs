@@ -35,10 +35,11 @@ Prompt templates (every task): a chat as text; lines [system], [user] and
   Schema, {labels} (classify) the label list, {{ and }} literal braces. See the
   defaults with --show-template TASK.
 
-Per item, items.jsonl has the latency and, for generated answers, the time to the
-  first token (ttft_ms; remote chat answers are streamed to measure it); a remote
-  Bantam route also says which backend answered (served: backend, route_reason,
-  cost_usd), counted per target in the summary (backends).
+Per item, items.jsonl has the latency and, for generated answers (extract,
+  summarize, qa, chat), the time to the first token (ttft_ms; remote answers are
+  streamed to measure it; classify scores labels, so it has none); a remote Bantam
+  route also says which backend answered (served: backend, route_reason, cost_usd),
+  counted per target in the summary (backends).
 
 Examples:
   bantam eval ../shared/data/banking77/banking77_test.csv --task classify \\
