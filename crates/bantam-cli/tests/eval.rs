@@ -31,6 +31,37 @@ fn items(path: &std::path::Path) -> Vec<Value> {
         .collect()
 }
 
+/// `bantam eval DATASET ARGS --out OUT`, which must succeed; its items.
+fn eval_ok(ds: &std::path::Path, args: &[&str], out: &std::path::Path) -> Vec<Value> {
+    let o = bantam()
+        .arg("eval")
+        .arg(ds)
+        .args(args)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    items(&out.join("items.jsonl"))
+}
+
+/// Every answered item has a time to first token within its latency; some are
+/// answered for each target.
+fn assert_timed(it: &[Value], targets: &[&str]) {
+    for t in targets {
+        let ok: Vec<&Value> = it
+            .iter()
+            .filter(|x| x["target"] == *t && x.get("error").is_none())
+            .collect();
+        assert!(!ok.is_empty(), "{t}: no item answered: {it:?}");
+        for x in ok {
+            let ttft = x["ttft_ms"].as_f64().unwrap_or(-1.0);
+            let lat = x["latency_ms"].as_f64().unwrap();
+            assert!(ttft > 0.0 && ttft <= lat, "{x}");
+        }
+    }
+}
+
 #[test]
 fn eval_classify_csv_resumes_and_summarises() {
     let dir = tempfile::tempdir().unwrap();
@@ -483,6 +514,62 @@ fn eval_local_and_remote_targets_side_by_side() {
 }
 
 #[test]
+fn eval_generated_answers_are_timed_locally_and_remotely() {
+    // Extraction and summarisation: the local engine's first token, and the remote
+    // answers streamed (structured output included) and timed at their first chunk.
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&["--threads", "1"]);
+    let remote = format!("{}/v1#{MODEL}", server.base);
+    let targets = ["--target", MODEL, "--target", &remote, "--threads", "1"];
+    let schema = dir.path().join("schema.json");
+    std::fs::write(
+        &schema,
+        r#"{"type": "object", "properties": {"name": {"type": "string"}, "city": {"type": "string"}}, "required": ["name", "city"], "additionalProperties": false}"#,
+    )
+    .unwrap();
+    let ds = dir.path().join("people.jsonl");
+    std::fs::write(
+        &ds,
+        "{\"input\": \"Maria Lopez lives in Madrid.\", \"expected\": {\"name\": \"Maria Lopez\", \"city\": \"Madrid\"}}\n\
+         {\"input\": \"John Smith moved to Boston last year.\", \"expected\": {\"name\": \"John Smith\", \"city\": \"Boston\"}}\n",
+    )
+    .unwrap();
+    let mut args = vec!["--task", "extract", "--schema", schema.to_str().unwrap()];
+    args.extend(targets);
+    let it = eval_ok(&ds, &args, &dir.path().join("ex"));
+    assert_eq!(it.len(), 4);
+    assert_timed(&it, &[MODEL, &remote]);
+    let s = summary(&dir.path().join("ex"));
+    for t in [MODEL, remote.as_str()] {
+        let x = &s["targets"][t];
+        assert!(
+            x["ttft_p95_ms"].as_f64() >= x["ttft_p50_ms"].as_f64(),
+            "{x}"
+        );
+        assert!(x["ttft_p50_ms"].as_f64().unwrap() > 0.0, "{x}");
+    }
+    let md = std::fs::read_to_string(dir.path().join("ex/summary.md")).unwrap();
+    assert!(md.contains("ttft_p50_ms"), "{md}");
+
+    let ds = dir.path().join("news.jsonl");
+    std::fs::write(
+        &ds,
+        "{\"input\": \"The city council met on Tuesday and voted 7 to 2 to fund new bicycle lanes on Main Street. Construction starts in March.\", \"expected\": \"The council voted to fund bicycle lanes; work starts in March.\"}\n",
+    )
+    .unwrap();
+    let mut args = vec!["--task", "summarize"];
+    args.extend(targets);
+    let it = eval_ok(&ds, &args, &dir.path().join("sum"));
+    assert_eq!(it.len(), 2);
+    assert_timed(&it, &[MODEL, &remote]);
+    let html = std::fs::read_to_string(dir.path().join("sum/report.html")).unwrap();
+    assert!(
+        html.contains("<th>ttft_<wbr/>p50_<wbr/>ms</th>"),
+        "no TTFT column in the report"
+    );
+}
+
+#[test]
 fn eval_targets_and_templates_are_checked_before_any_work() {
     let dir = tempfile::tempdir().unwrap();
     let ds = dir.path().join("qa.jsonl");
@@ -539,6 +626,29 @@ fn eval_targets_and_templates_are_checked_before_any_work() {
         text.contains("Labels:\n{labels}\n[user]\n{input}"),
         "{text}"
     );
+    // Classification templates are checked the same way.
+    let classify = |tpl: &str| {
+        let f = dir.path().join("cls.txt");
+        std::fs::write(&f, tpl).unwrap();
+        let o = bantam()
+            .arg("eval")
+            .arg(&ds)
+            .args(["--task", "classify", "--target", MODEL, "--prompt-template"])
+            .arg(&f)
+            .output()
+            .unwrap();
+        assert!(!o.status.success());
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let err = classify("[system]\nPick one:\n{label}\n[user]\n{input}\n");
+    assert!(
+        err.contains("line 3") && err.contains("{label}") && err.contains("{labels}"),
+        "{err}"
+    );
+    let err = classify("[system]\nPick one:\n{labels\n[user]\n{input}\n");
+    assert!(err.contains("line 3"), "{err}");
+    let err = classify("[user]\n{labels}\n{input}\n[assistant]\nLabel:\n");
+    assert!(err.contains("must end with a [user] message"), "{err}");
 }
 
 #[test]
