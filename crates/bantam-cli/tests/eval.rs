@@ -224,7 +224,7 @@ const TICKETS: [(&str, &str); 6] = [
 fn eval_local_and_remote_targets_side_by_side() {
     // One thread each: the test machine may have two cores shared by others. The
     // server also has a route `auto`: questions about capitals go to the backend
-    // `alt` (the same model under another name), the rest to `small`.
+    // `alt` (the same model under another name, priced), the rest to `small`.
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("routes.toml");
     std::fs::write(
@@ -232,6 +232,7 @@ fn eval_local_and_remote_targets_side_by_side() {
         format!(
             "[[backends]]\nname = \"small\"\ntype = \"local\"\nmodel = \"{MODEL}\"\n\
              [[backends]]\nname = \"alt\"\ntype = \"local\"\nmodel = \"{MODEL}\"\n\
+             price = {{ input_per_1m = 1000.0, output_per_1m = 2000.0 }}\n\
              [[routes]]\nname = \"auto\"\nbackends = [\"small\", \"alt\"]\n\
              [[routes.rules]]\nbackend = \"alt\"\nreason = \"geo\"\nkeywords = [\"capital\"]\n\
              [usage]\nenabled = false\n"
@@ -366,6 +367,18 @@ fn eval_local_and_remote_targets_side_by_side() {
             (Some(b), Some(why)),
             "{x}"
         );
+        // What the server charged (streamed: its usage chunk's cost_usd).
+        let (p, c) = (
+            x["prompt_tokens"].as_f64().unwrap(),
+            x["completion_tokens"].as_f64().unwrap(),
+        );
+        let usd = if geo {
+            (p * 1000.0 + c * 2000.0) / 1e6
+        } else {
+            0.0
+        };
+        let charged = x["served"]["cost_usd"].as_f64().unwrap();
+        assert!((charged - usd).abs() < 1e-9 && (usd > 0.0) == geo, "{x}");
     }
     let s = summary(&out);
     assert_eq!(
@@ -423,6 +436,14 @@ fn eval_local_and_remote_targets_side_by_side() {
     );
     let agree = local.iter().zip(&far).filter(|(a, b)| a == b).count();
     assert!(agree >= 4, "local {local:?} remote {far:?}");
+    // A label is one call, not streamed: its cost is the x-bantam-cost-usd header.
+    for x in it.iter().filter(|x| x["target"] == remote.as_str()) {
+        let served = (
+            x["served"]["backend"].as_str(),
+            x["served"]["cost_usd"].as_f64(),
+        );
+        assert_eq!(served, (Some(MODEL), Some(0.0)), "{x}");
+    }
     let s = summary(&out);
     assert!(s["targets"][remote.as_str()]["accuracy"].is_number());
     assert!(s["targets"][remote.as_str()]["confusion"].is_array());
