@@ -84,6 +84,15 @@ impl Store {
         self.blobs_dir().join(format!("sha256-{}", m.hex()))
     }
 
+    /// Where something derived from a manifest's blob is kept (for example the
+    /// static embedding table distilled from an embedding model):
+    /// `$BANTAM_HOME/derived/sha256-<hex>.<kind>`. Removed with the blob.
+    pub fn derived_path(&self, m: &Manifest, kind: &str) -> PathBuf {
+        self.home
+            .join("derived")
+            .join(format!("sha256-{}.{kind}", m.hex()))
+    }
+
     /// Every installed model, sorted by name.
     pub fn list(&self) -> Result<Vec<Manifest>, StoreError> {
         let mut out = Vec::new();
@@ -435,6 +444,14 @@ impl Store {
         if !still_used {
             let blob = self.blob_path(&m);
             let _ = std::fs::remove_file(&blob);
+            let prefix = format!("sha256-{}.", m.hex());
+            if let Ok(rd) = std::fs::read_dir(self.home.join("derived")) {
+                for e in rd.flatten() {
+                    if e.file_name().to_string_lossy().starts_with(&prefix) {
+                        let _ = std::fs::remove_file(e.path());
+                    }
+                }
+            }
         }
         Ok(m)
     }

@@ -347,7 +347,7 @@ fn export_import_round_trip_and_tamper_detection() {
 }
 
 #[test]
-fn rm_deletes_blob_only_when_unused() {
+fn rm_deletes_blob_and_what_derives_from_it_only_when_unused() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("m.gguf");
     std::fs::write(&p, model_bytes("rm")).unwrap();
@@ -371,10 +371,19 @@ fn rm_deletes_blob_only_when_unused() {
         &NoProgress,
     )
     .unwrap();
+    // Something derived from the blob (a static embedding table, say) goes with it.
+    let derived = s.derived_path(&a, "static-v1");
+    std::fs::create_dir_all(derived.parent().unwrap()).unwrap();
+    std::fs::write(&derived, b"table").unwrap();
+    let other = derived.with_file_name("sha256-0000.static-v1");
+    std::fs::write(&other, b"another model's table").unwrap();
     s.remove("a").unwrap();
     assert!(s.blob_path(&a).exists(), "still used by b");
+    assert!(derived.exists(), "still used by b");
     s.remove("b").unwrap();
     assert!(!s.blob_path(&a).exists());
+    assert!(!derived.exists());
+    assert!(other.exists(), "belongs to another blob");
     assert!(matches!(s.remove("b"), Err(StoreError::NotFound(_))));
 }
 
