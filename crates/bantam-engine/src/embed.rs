@@ -201,15 +201,34 @@ impl Embedder {
     /// [`embed`](Self::embed), also counting the tokens.
     pub fn embed_with_usage(&self, texts: &[&str]) -> Result<Embeddings, EngineError> {
         let tokenized: Vec<Vec<Token>> = texts.iter().map(|t| self.tokenize(t)).collect();
+        let prompt_tokens = tokenized.iter().map(Vec::len).sum();
+        Ok(Embeddings {
+            vectors: self.embed_tokens(&tokenized, PACK_TOKENS)?,
+            prompt_tokens,
+        })
+    }
+
+    /// The model the vectors come from (its vocabulary tokenises the texts).
+    pub fn model(&self) -> &Arc<Model> {
+        &self.model
+    }
+
+    /// One L2-normalised vector per token sequence (special tokens included, as
+    /// [`tokenize`](Self::tokenize) makes them). Sequences share a batch while it
+    /// holds at most `pack` tokens (see `PACK_TOKENS` for the cost of packing).
+    pub(crate) fn embed_tokens(
+        &self,
+        tokenized: &[Vec<Token>],
+        pack: usize,
+    ) -> Result<Vec<Vec<f32>>, EngineError> {
         if tokenized.iter().any(Vec::is_empty) {
             return Err(EngineError::EmptyPrompt);
         }
-        let prompt_tokens = tokenized.iter().map(Vec::len).sum();
         // A panic in another call cannot leave the context half-used: the memory is
         // cleared before every batch.
         let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let State { ctx, batch } = &mut *guard;
-        let mut vectors = Vec::with_capacity(texts.len());
+        let mut vectors = Vec::with_capacity(tokenized.len());
         let mut next = 0;
         while next < tokenized.len() {
             ctx.clear_memory();
@@ -218,7 +237,7 @@ impl Embedder {
             while next < tokenized.len()
                 && next - first < self.max_seqs
                 && batch.len() + tokenized[next].len() <= self.batch_tokens
-                && (batch.is_empty() || batch.len() + tokenized[next].len() <= PACK_TOKENS)
+                && (batch.is_empty() || batch.len() + tokenized[next].len() <= pack)
             {
                 let seq = (next - first) as i32;
                 for (pos, &tok) in tokenized[next].iter().enumerate() {
@@ -248,10 +267,7 @@ impl Embedder {
             }
         }
         ctx.clear_memory();
-        Ok(Embeddings {
-            vectors,
-            prompt_tokens,
-        })
+        Ok(vectors)
     }
 }
 

@@ -10,7 +10,9 @@
 //! * [`template`] — chat templates rendered from the model's own Jinja template, with
 //!   family fallbacks for models that ship none.
 //! * [`Embedder`] — sentence embeddings from an encoder model (all-MiniLM-L6-v2),
-//!   pooled and L2-normalised, several texts per llama.cpp batch.
+//!   pooled and L2-normalised, several texts per llama.cpp batch; [`StaticEmbedder`] —
+//!   the same model distilled into one vector per vocabulary token (microseconds per
+//!   text, for routing decisions).
 //!
 //! Concurrency: the engine thread owns the llama.cpp context exclusively; everything
 //! else talks to it over channels. The shared [`bantam_llama::Model`] is read-only.
@@ -24,6 +26,7 @@ mod pool;
 pub mod sampler;
 pub mod scheduler;
 pub mod score;
+mod static_embed;
 pub mod stop;
 pub mod template;
 
@@ -33,6 +36,7 @@ pub use engine::{Engine, EventStream, ModelInfo};
 pub use error::EngineError;
 pub use pool::{ModelPool, ModelResolver, ResolvedModel};
 pub use score::{ScoreMode, ScoreOutput};
+pub use static_embed::StaticEmbedder;
 
 /// What llama.cpp found on this machine: the CPU kernel variant chosen at run time,
 /// devices and features (initialises llama.cpp on first call).

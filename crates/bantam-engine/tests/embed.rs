@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, OnceLock};
 
-use bantam_engine::Embedder;
+use bantam_engine::{Embedder, StaticEmbedder};
 use serde_json::Value;
 
 const MODEL: &str = "all-minilm:l6-v2";
@@ -276,4 +276,127 @@ fn the_generation_engine_refuses_an_encoder() {
         Ok(_) => panic!("an encoder-only model loaded as a text generator"),
         Err(e) => assert!(e.to_string().contains("encoder-only"), "{e}"),
     }
+}
+
+/// The static table distilled from the model, once for all tests.
+fn distilled() -> Arc<StaticEmbedder> {
+    static S: OnceLock<Arc<StaticEmbedder>> = OnceLock::new();
+    S.get_or_init(|| {
+        let e = embedder();
+        let t = std::time::Instant::now();
+        let mut calls = 0;
+        let s = StaticEmbedder::distill(&e, "test-source", &mut |done, total| {
+            calls += 1;
+            assert!(done <= total);
+        })
+        .expect("distil");
+        println!(
+            "distilled {} tokens in {:.1} s ({calls} progress calls)",
+            e.model().n_vocab(),
+            t.elapsed().as_secs_f64()
+        );
+        assert!(calls > 10);
+        Arc::new(s)
+    })
+    .clone()
+}
+
+#[test]
+fn static_embeddings_are_the_encoders_token_vectors_averaged() {
+    let e = embedder();
+    let s = distilled();
+    assert_eq!(s.dim(), 384);
+    // A token's vector is the encoder's embedding of that token alone ([CLS] t [SEP]).
+    for word in ["password", "card", "the", "paris", "contract", "?"] {
+        let toks = e.model().tokenize(word, false, false);
+        assert_eq!(toks.len(), 1, "{word:?} is one token");
+        let tv = s.token_vector(toks[0]).unwrap();
+        let enc = &e.embed(&[word]).unwrap()[0];
+        assert!(dot(tv, enc) > 0.99999, "{word}: {}", dot(tv, enc));
+        assert!(dot(&s.embed(word), enc) > 0.99999, "{word}");
+    }
+    // Control tokens carry nothing.
+    assert!(s.token_vector(101).unwrap().iter().all(|x| *x == 0.0));
+    assert!(s.token_vector(-1).is_none());
+    assert!(s.token_vector(1 << 20).is_none());
+    // A text: the normalised mean of its tokens' vectors.
+    let text = "How do I reset my password?";
+    let toks = e.model().tokenize(text, false, false);
+    assert!(toks.len() > 5);
+    let mut mean = vec![0f32; 384];
+    for t in &toks {
+        for (m, x) in mean.iter_mut().zip(s.token_vector(*t).unwrap()) {
+            *m += x;
+        }
+    }
+    let n = dot(&mean, &mean).sqrt();
+    let mean: Vec<f32> = mean.iter().map(|x| x / n).collect();
+    let v = s.embed(text);
+    assert!((dot(&v, &v) - 1.0).abs() < 1e-5);
+    assert!(dot(&v, &mean) > 0.99999);
+    assert!(s.embed("").iter().all(|x| *x == 0.0));
+    // Meaning survives: each question's nearest neighbour among the others is its
+    // paraphrase. (The vectors are not the encoder's: averages of single-token
+    // vectors share a large common direction, so their cosines with the encoder's
+    // sentence vectors are only 0.25-0.8; a classifier on top does not mind.)
+    let pairs = [
+        (
+            "How do I reset my password?",
+            "I forgot my password, how can I change it?",
+        ),
+        (
+            "The recipe needs two cups of flour and an egg.",
+            "Bake the cake with flour, sugar and eggs.",
+        ),
+        (
+            "A cat is sleeping on the sofa.",
+            "A kitten naps on the couch.",
+        ),
+        (
+            "Is this non-compete clause enforceable?",
+            "Can my employer enforce the restrictive covenant in my contract?",
+        ),
+        (
+            "Transfer $500 from checking to savings.",
+            "Move money between my bank accounts.",
+        ),
+    ];
+    let v: Vec<(Vec<f32>, Vec<f32>)> = pairs
+        .iter()
+        .map(|(a, b)| (s.embed(a), s.embed(b)))
+        .collect();
+    for (i, (q, _)) in v.iter().enumerate() {
+        let best = (0..v.len())
+            .max_by(|&x, &y| dot(q, &v[x].1).total_cmp(&dot(q, &v[y].1)))
+            .unwrap();
+        assert_eq!(best, i, "{:?}: nearest is {:?}", pairs[i].0, pairs[best].1);
+    }
+}
+
+#[test]
+fn static_table_round_trips_and_refuses_a_damaged_file() {
+    let s = distilled();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("derived/table.static-v1");
+    s.save(&p).unwrap();
+    let back = StaticEmbedder::load(&p, &model_path(), "test-source").unwrap();
+    for t in TEXTS {
+        assert_eq!(back.embed(t), s.embed(t), "{t:?}");
+    }
+    assert_eq!(
+        std::fs::read_dir(p.parent().unwrap()).unwrap().count(),
+        1,
+        "no temporary file left"
+    );
+    let e = StaticEmbedder::load(&p, &model_path(), "another model").unwrap_err();
+    assert!(e.to_string().contains("distilled from"), "{e}");
+    let mut bytes = std::fs::read(&p).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 1;
+    std::fs::write(&p, &bytes).unwrap();
+    let e = StaticEmbedder::load(&p, &model_path(), "test-source").unwrap_err();
+    assert!(e.to_string().contains("checksum"), "{e}");
+    bytes[mid] ^= 1;
+    std::fs::write(&p, &bytes[..bytes.len() - 100]).unwrap();
+    assert!(StaticEmbedder::load(&p, &model_path(), "test-source").is_err());
 }
