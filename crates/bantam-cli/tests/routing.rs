@@ -324,55 +324,69 @@ fn learned_router_trained_by_the_cli_and_cascade_route_in_a_server() {
         lines.push('\n');
     }
     std::fs::write(&data, lines).unwrap();
+    // Three routers on the same data: the default featuriser (all-MiniLM distilled
+    // into static token vectors), the encoder itself, the built-in hashed n-grams.
+    let train = |embedder: Option<&str>, out: &std::path::Path| -> (String, Value) {
+        let mut c = common::bantam();
+        c.args([
+            "router",
+            "train",
+            data.to_str().unwrap(),
+            "--escalate",
+            "50%",
+        ])
+        .args(["--out", out.to_str().unwrap()]);
+        if let Some(e) = embedder {
+            c.args(["--embedder", e]);
+        }
+        let o = c.output().unwrap();
+        let text = String::from_utf8_lossy(&o.stdout).to_string();
+        assert!(
+            o.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(text.contains("← chosen"), "{text}");
+        let m: Value = serde_json::from_str(&std::fs::read_to_string(out).unwrap()).unwrap();
+        assert_eq!(m["trained"]["examples"], 20);
+        (text, m)
+    };
     let router = dir.path().join("router.json");
-    let out = common::bantam()
-        .args([
-            "router",
-            "train",
-            data.to_str().unwrap(),
-            "--escalate",
-            "50%",
-        ])
-        .args(["--out", router.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (_, m) = train(None, &router);
+    assert_eq!(
+        (m["embedding_model"].as_str(), m["dim"].as_u64()),
+        (Some("static:all-minilm:l6-v2"), Some(384))
     );
-    assert!(text.contains("← chosen"), "{text}");
-    let model: Value = serde_json::from_str(&std::fs::read_to_string(&router).unwrap()).unwrap();
-    assert_eq!(model["dim"], 384);
-    assert_eq!(model["trained"]["examples"], 20);
-    // The same data with the built-in featuriser (no embedding model).
+    let table = store.derived_path(&store.get("all-minilm:l6-v2").unwrap(), "static-v1");
+    assert!(table.is_file(), "the distilled table is kept in the store");
+    let encoder = dir.path().join("encoder.json");
+    let (_, m) = train(Some("all-minilm:l6-v2"), &encoder);
+    assert_eq!(
+        (m["embedding_model"].as_str(), m["dim"].as_u64()),
+        (Some("all-minilm:l6-v2"), Some(384))
+    );
     let fast = dir.path().join("fast.json");
-    let out = common::bantam()
-        .args([
-            "router",
-            "train",
-            data.to_str().unwrap(),
-            "--escalate",
-            "50%",
-        ])
-        .args([
-            "--embedder",
-            "hashed-ngrams",
-            "--out",
-            fast.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let m: Value = serde_json::from_str(&std::fs::read_to_string(&fast).unwrap()).unwrap();
+    let (_, m) = train(Some("hashed-ngrams"), &fast);
     assert_eq!(
         (m["embedding_model"].as_str(), m["dim"].as_u64()),
         (Some("hashed-ngrams"), Some(4096))
+    );
+    // A missing embedding model is a clear error that says what to do.
+    let o = common::bantam()
+        .args([
+            "router",
+            "train",
+            data.to_str().unwrap(),
+            "--embedder",
+            "static:no-such:model",
+        ])
+        .args(["--out", dir.path().join("x.json").to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("bantam pull no-such:model"),
+        "{err}"
     );
 
     let cfg = dir.path().join("cfg.toml");
@@ -402,6 +416,12 @@ backends = ["small", "large"]
 learned = {{ model = "{}", local = "small", escalate = "large" }}
 
 [[routes]]
+name = "encoder"
+policy = "learned"
+backends = ["small", "large"]
+learned = {{ model = "{}", local = "small", escalate = "large" }}
+
+[[routes]]
 name = "careful"
 policy = "cascade"
 backends = ["small", "large"]
@@ -412,6 +432,7 @@ path = "{}"
 "#,
             router.display(),
             fast.display(),
+            encoder.display(),
             dir.path().join("usage.db").display()
         ),
     )
@@ -433,17 +454,19 @@ path = "{}"
     assert_eq!(st, 200);
     assert_eq!(h[0], "small", "{h:?}");
     assert!(h[1].starts_with("learned:"), "{h:?}");
-    for (q, want) in [
-        (
-            "is the arbitration clause in this contract enforceable",
-            "large",
-        ),
-        ("how do i top up my card", "small"),
-    ] {
-        let (st, h, _) = call("fast", q);
-        assert_eq!(st, 200);
-        assert_eq!(h[0], want, "{q}: {h:?}");
-        assert!(h[1].starts_with("learned:"), "{h:?}");
+    for route in ["fast", "encoder"] {
+        for (q, want) in [
+            (
+                "is the arbitration clause in this contract enforceable",
+                "large",
+            ),
+            ("how do i top up my card", "small"),
+        ] {
+            let (st, h, _) = call(route, q);
+            assert_eq!(st, 200);
+            assert_eq!(h[0], want, "{route}: {q}: {h:?}");
+            assert!(h[1].starts_with("learned:"), "{h:?}");
+        }
     }
 
     // Cascade: the answer's confidence decides, and the reason says which way.

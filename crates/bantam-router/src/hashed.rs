@@ -80,6 +80,10 @@ impl Embed for HashedNgrams {
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, String> {
         Ok(texts.iter().map(|t| self.features(t)).collect())
     }
+
+    fn inline(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

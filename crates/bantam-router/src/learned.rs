@@ -2,8 +2,10 @@
 //! that predicts whether a prompt needs the larger model, with its threshold
 //! calibrated to a target escalation share (RouteLLM's "threshold calibration").
 //!
-//! Embeddings come through the [`Embed`] trait (all-MiniLM-L6-v2 in-process; the
-//! implementation lives above this crate, next to the engine).
+//! Embeddings come through the [`Embed`] trait: all-MiniLM-L6-v2 in-process, or its
+//! static distillation (`static:all-minilm:l6-v2`, one vector per token, microseconds
+//! per prompt), both implemented above this crate next to the engine; or the built-in
+//! hashed n-grams ([`crate::hashed`]).
 
 use std::path::Path;
 
@@ -11,10 +13,21 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ConfigError;
 
+/// A featuriser name's prefix for the static distillation of an embedding model
+/// (`static:all-minilm:l6-v2`): the mean of per-token vectors distilled from the
+/// encoder instead of an encoder pass per prompt.
+pub const STATIC_PREFIX: &str = "static:";
+
 /// Turns texts into L2-normalised sentence embeddings.
 pub trait Embed: Send + Sync {
     /// One vector per text.
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, String>;
+
+    /// Cheap enough (microseconds) to run on the request's task, without moving off
+    /// the async worker.
+    fn inline(&self) -> bool {
+        false
+    }
 }
 
 /// One row of the calibration report.

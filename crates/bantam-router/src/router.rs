@@ -45,7 +45,8 @@ struct Learned {
     model: RouterModel,
     threshold: f32,
     embedder: Arc<dyn Embed>,
-    /// The featuriser takes microseconds (hashed n-grams): run it right here.
+    /// The featuriser takes microseconds (hashed n-grams, static embeddings): run it
+    /// right here.
     inline: bool,
     local: String,
     escalate: String,
@@ -128,26 +129,30 @@ impl Router {
             let learned = match &r.learned {
                 Some(l) if r.policy == PolicyKind::Learned => {
                     let model = RouterModel::load(&l.model)?;
-                    let inline = model.embedding_model == crate::hashed::NAME;
                     let embedder = match embedders.get(&model.embedding_model) {
                         Some(e) => e.clone(),
-                        None if inline => {
-                            let e: Arc<dyn Embed> = Arc::new(crate::hashed::HashedNgrams);
-                            embedders.insert(model.embedding_model.clone(), e.clone());
-                            e
-                        }
                         None => {
-                            let e = local.embedder(&model.embedding_model).map_err(|e| {
-                                ConfigError(format!(
-                                    "route {:?}: embedding model {:?}: {e}; install it with \
-                                     `bantam pull {}`",
-                                    r.name, model.embedding_model, model.embedding_model
-                                ))
-                            })?;
+                            let e: Arc<dyn Embed> = if model.embedding_model == crate::hashed::NAME
+                            {
+                                Arc::new(crate::hashed::HashedNgrams)
+                            } else {
+                                let install = model
+                                    .embedding_model
+                                    .strip_prefix(crate::learned::STATIC_PREFIX)
+                                    .unwrap_or(&model.embedding_model);
+                                local.embedder(&model.embedding_model).map_err(|e| {
+                                    ConfigError(format!(
+                                        "route {:?}: embedding model {:?}: {e}; install it with \
+                                         `bantam pull {install}`",
+                                        r.name, model.embedding_model
+                                    ))
+                                })?
+                            };
                             embedders.insert(model.embedding_model.clone(), e.clone());
                             e
                         }
                     };
+                    let inline = embedder.inline();
                     Some(Learned {
                         threshold: l.threshold.unwrap_or(model.threshold),
                         model,

@@ -8,6 +8,7 @@
 
 mod drain;
 pub mod error;
+pub mod featurise;
 mod format;
 mod routes;
 pub mod state;
@@ -21,6 +22,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 pub use error::ApiError;
+pub use featurise::{featuriser, FeaturiserError};
 pub use state::{ledger_path, AppState, ServerConfig, StoreResolver};
 
 /// The router with every route.

@@ -4,10 +4,10 @@
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use bantam_router::hashed;
 use bantam_router::learned::{self, CalibrationPoint, Embed, RouterModel, TrainInfo, TrainOptions};
 use bantam_router::Endpoint;
 use bantam_store::Store;
@@ -16,8 +16,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-/// The embedding model learned routers use unless told otherwise.
-pub const DEFAULT_EMBEDDER: &str = "all-minilm:l6-v2";
+/// The featuriser learned routers use unless told otherwise: all-MiniLM-L6-v2
+/// distilled into static token vectors, which decides in microseconds (the encoder
+/// itself takes milliseconds per prompt on a CPU; BENCHMARKS.md has both).
+pub const DEFAULT_EMBEDDER: &str = "static:all-minilm:l6-v2";
 
 #[derive(Debug, Subcommand)]
 pub enum RouterCmd {
@@ -45,8 +47,11 @@ pub struct TrainArgs {
     /// Where to write the router.
     #[arg(long, short, default_value = "router.json")]
     pub out: PathBuf,
-    /// Featuriser: an embedding model from the store, or `hashed-ngrams` (built in,
-    /// no model, microseconds per prompt; see BENCHMARKS.md for its quality).
+    /// Featuriser: `static:MODEL`, an embedding model of the store distilled into one
+    /// vector per token (once, kept in the store; then microseconds per prompt);
+    /// `MODEL`, the embedding model itself (an encoder pass per prompt: better
+    /// routing, milliseconds); or `hashed-ngrams` (built in, no model).
+    /// BENCHMARKS.md compares their routing quality and decision time.
     #[arg(long, default_value = DEFAULT_EMBEDDER)]
     pub embedder: String,
     /// Score field of the local model (with "scores").
@@ -163,30 +168,31 @@ fn hex_digest(b: &[u8]) -> String {
         .collect()
 }
 
-/// The featuriser a router uses: the built-in hashed n-grams, or an embedding model
-/// from the store.
-fn load_embedder(home: &Path, name: &str, threads: u32) -> Result<Box<dyn Embed>> {
-    if name == hashed::NAME {
-        return Ok(Box::new(hashed::HashedNgrams));
-    }
+/// The featuriser a router uses (see `bantam_server::featurise`), with a progress bar
+/// while a static table is distilled.
+fn load_embedder(home: &Path, name: &str, threads: u32) -> Result<Arc<dyn Embed>> {
     let store = Store::open(home)?;
-    let m = store.get(name).with_context(|| {
-        format!(
-            "embedding model {name} is not installed; run `bantam pull {name}` (or use \
-             --embedder {} for the built-in featuriser)",
-            hashed::NAME
-        )
-    })?;
-    let e = bantam_engine::Embedder::load(&store.blob_path(&m), threads)?;
-    Ok(Box::new(StoreEmbedder(e)))
-}
-
-struct StoreEmbedder(bantam_engine::Embedder);
-
-impl Embed for StoreEmbedder {
-    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, String> {
-        self.0.embed(texts).map_err(|e| e.to_string())
+    let mut bar: Option<ProgressBar> = None;
+    let mut progress = |done: usize, total: usize| {
+        let b = bar.get_or_insert_with(|| {
+            let b = ProgressBar::new(total as u64);
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{msg:>12} [{bar:30}] {pos}/{len} tokens {per_sec} eta {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            b.set_message("distil");
+            b
+        });
+        b.set_position(done as u64);
+    };
+    let e = bantam_server::featuriser(&store, name, threads, &mut progress)?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
     }
+    Ok(e)
 }
 
 fn embed_all(e: &dyn Embed, texts: &[String], what: &str) -> Result<Vec<Vec<f32>>> {

@@ -42,19 +42,16 @@ impl LocalFactory for Local {
     }
 
     fn embedder(&self, model: &str) -> Result<Arc<dyn Embed>, String> {
-        let m = self.store.get(model).map_err(|e| e.to_string())?;
-        let e = bantam_engine::Embedder::load(&self.store.blob_path(&m), self.threads)
-            .map_err(|e| e.to_string())?;
-        Ok(Arc::new(StoreEmbedder(e)))
-    }
-}
-
-/// An embedding model of the store, for learned routes.
-struct StoreEmbedder(bantam_engine::Embedder);
-
-impl Embed for StoreEmbedder {
-    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, String> {
-        self.0.embed(texts).map_err(|e| e.to_string())
+        let mut last = 0;
+        let mut progress = |done: usize, total: usize| {
+            // A line every tenth of the vocabulary.
+            if done * 10 / total.max(1) > last {
+                last = done * 10 / total.max(1);
+                tracing::info!(model, done, total, "distilling static token embeddings");
+            }
+        };
+        crate::featurise::featuriser(&self.store, model, self.threads, &mut progress)
+            .map_err(|e| e.to_string())
     }
 }
 
