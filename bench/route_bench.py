@@ -6,7 +6,12 @@ the local SmolLM2) and the cost ledger on, plus one with the ledger off. Rounds 
 interleaved: route → direct → direct without ledger, each round N requests at
 concurrency C (greedy, fixed max_tokens). Reports requests/s medians and ratios.
 
-    python3 bench/route_bench.py --rounds 5 [--home /tmp/bh] [--bantam target/release/bantam]
+With `--learned ROUTER.json` (from `bantam router train`) the first server also has a
+learned route `learned` over two backends that are both the local SmolLM2 (so every
+decision, local or escalate, costs the same answer) and each round adds requests
+through it.
+
+    python3 bench/route_bench.py --rounds 5 [--learned router.json] [--home /tmp/bh] [--bantam target/release/bantam]
 """
 import argparse
 import http.client
@@ -56,6 +61,19 @@ enabled = {ledger}
 path = "{db}"
 """
 
+LEARNED = """
+[[backends]]
+name = "smollm2-b"
+type = "local"
+model = "smollm2:135m"
+
+[[routes]]
+name = "learned"
+policy = "learned"
+backends = ["smollm2:135m", "smollm2-b"]
+learned = {{ model = "{router}", local = "smollm2:135m", escalate = "smollm2-b" }}
+"""
+
 
 class Server:
     def __init__(self, args, ledger, tmp):
@@ -63,6 +81,8 @@ class Server:
         cfg = os.path.join(tmp, f"cfg-{ledger}.toml")
         with open(cfg, "w") as f:
             f.write(CONFIG.format(ledger=str(ledger).lower(), db=os.path.join(tmp, "usage.db")))
+            if ledger and args.learned:
+                f.write(LEARNED.format(router=os.path.abspath(args.learned)))
         env = dict(os.environ, BANTAM_HOME=args.home)
         self.p = subprocess.Popen(
             [args.bantam, "serve", "--config", cfg, "--port", str(self.port), "--parallel", str(args.parallel),
@@ -117,6 +137,7 @@ def main():
     ap.add_argument("--parallel", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-tokens", type=int, default=16)
+    ap.add_argument("--learned", help="a router model: also measure a learned route")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         on, off = Server(args, True, tmp), Server(args, False, tmp)
@@ -124,13 +145,20 @@ def main():
             # Warm both (first load, prefix cache of the chat template).
             round_rps(on.port, "auto", 8, args.concurrency, args.max_tokens, 10_000)
             round_rps(off.port, "smollm2:135m", 8, args.concurrency, args.max_tokens, 10_000)
+            if args.learned:
+                round_rps(on.port, "learned", 8, args.concurrency, args.max_tokens, 10_000)
             res = {"route": [], "direct": [], "direct_no_ledger": []}
+            if args.learned:
+                res["learned_route"] = []
             for r in range(args.rounds):
                 seed = r * 1000
                 res["route"].append(round_rps(on.port, "auto", args.n, args.concurrency, args.max_tokens, seed))
                 res["direct"].append(round_rps(on.port, "smollm2:135m", args.n, args.concurrency, args.max_tokens, seed))
                 res["direct_no_ledger"].append(
                     round_rps(off.port, "smollm2:135m", args.n, args.concurrency, args.max_tokens, seed))
+                if args.learned:
+                    res["learned_route"].append(
+                        round_rps(on.port, "learned", args.n, args.concurrency, args.max_tokens, seed))
                 print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f} req/s" for k, v in res.items()), flush=True)
         finally:
             on.close()

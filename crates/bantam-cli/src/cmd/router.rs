@@ -387,7 +387,7 @@ fn bench(home: &Path, a: BenchArgs) -> Result<()> {
         .build()?;
     let mut cfg = cfg;
     cfg.usage.enabled = false;
-    let threads = cfg.engine.threads;
+    let threads = cfg.embed_threads;
     let learned_routes: Vec<bantam_router::RouteConfig> = cfg
         .routes
         .iter()

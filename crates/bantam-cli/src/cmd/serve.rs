@@ -32,6 +32,10 @@ pub struct ServeArgs {
     /// Threads (0 = physical cores).
     #[arg(long, env = "BANTAM_THREADS")]
     pub threads: Option<u32>,
+    /// Threads of each embedding model (learned routes, /v1/embeddings; 0 = physical
+    /// cores). Default 1, so embeddings do not fight the generation engines for cores.
+    #[arg(long, env = "BANTAM_EMBED_THREADS")]
+    pub embed_threads: Option<u32>,
     /// Tokens per decode step.
     #[arg(long, env = "BANTAM_BATCH_SIZE")]
     pub batch_size: Option<u32>,
@@ -80,6 +84,9 @@ pub fn resolve(a: &ServeArgs) -> Result<ServerConfig> {
     }
     if !a.preload.is_empty() {
         cfg.preload.clone_from(&a.preload);
+    }
+    if let Some(v) = a.embed_threads {
+        cfg.embed_threads = v;
     }
     let e = &mut cfg.engine;
     if let Some(v) = a.parallel {

@@ -112,7 +112,7 @@ async fn embedder(st: &AppState, name: &str) -> Result<Arc<Embedder>, ApiError> 
     }
     let m = st.store.get(name)?;
     let path = st.store.blob_path(&m);
-    let threads = st.config.engine.threads;
+    let threads = st.config.embed_threads;
     let name2 = name.to_string();
     let e = tokio::task::spawn_blocking(move || Embedder::load(&path, threads))
         .await
