@@ -39,8 +39,9 @@ pub enum FeaturiserError {
 /// The kind of static table this Bantam writes (bump when its contents change).
 const STATIC_KIND: &str = "static-v1";
 
-/// The featuriser `name` names. `threads` (0 = physical cores) is for the encoder;
-/// `progress(done, total)` reports a distillation in progress.
+/// The featuriser `name` names. `threads` (0 = physical cores) is for the encoder
+/// when it embeds prompts (a distillation uses every core); `progress(done, total)`
+/// reports a distillation in progress.
 pub fn featuriser(
     store: &Store,
     name: &str,
@@ -73,7 +74,9 @@ pub fn featuriser(
         Err(_) => {}
     }
     tracing::info!(model = %m.name, "distilling static token embeddings (once per model)");
-    let encoder = Embedder::load(&blob, threads)?;
+    // A one-off job, before anything else runs (serve builds its routes before it
+    // opens the port): all cores, whatever `threads` says for the encoder at work.
+    let encoder = Embedder::load(&blob, 0)?;
     let started = std::time::Instant::now();
     let s = StaticEmbedder::distill(&encoder, &m.digest, progress)?;
     tracing::info!(model = %m.name, secs = started.elapsed().as_secs_f64(), "static token embeddings distilled");
