@@ -11,7 +11,7 @@
 //! quality (`BENCHMARKS.md`: routing CLINC150).
 //!
 //! The table is deterministic for a model file and costs one pass over the vocabulary
-//! (about a minute for all-MiniLM-L6-v2's 30,522 tokens on 2 cores), so callers keep
+//! (38–45 s for all-MiniLM-L6-v2's 30,522 tokens on 2 cores), so callers keep
 //! it in a file: [`save`](StaticEmbedder::save) writes it atomically with a sha256 of
 //! its contents, [`load`](StaticEmbedder::load) checks that and the model it belongs
 //! to, and anything that does not match is an error (distil again) rather than wrong
@@ -27,7 +27,7 @@ use sha2::{Digest, Sha256};
 use crate::embed::Embedder;
 use crate::EngineError;
 
-const MAGIC: &[u8; 8] = b"BNTMSTE1";
+const MAGIC: &[u8; 8] = b"BNTMSTE2";
 /// magic, dim, vocab, source length.
 const HEADER: usize = 8 + 4 + 4 + 4;
 /// Vocabulary tokens per encoder call while distilling (each is a short sequence of
@@ -41,11 +41,10 @@ const PACK: usize = 256;
 pub struct StaticEmbedder {
     vocab: Arc<Model>,
     dim: usize,
-    /// `n_vocab × dim`, row-major; control tokens' rows are zero.
+    /// `n_vocab × dim`, row-major; control tokens' rows are zero, so they add
+    /// nothing to a mean (which is normalised, not divided by a count).
     table: Vec<f32>,
-    /// Whether a token counts towards the mean (not a control token).
-    counts: Vec<bool>,
-    /// What the table was distilled from (the caller's identity of the model file).
+    /// What the table was distilled from (written into the file; `load` checks it).
     source: String,
 }
 
@@ -53,8 +52,7 @@ impl std::fmt::Debug for StaticEmbedder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StaticEmbedder")
             .field("dim", &self.dim)
-            .field("vocab", &self.counts.len())
-            .field("source", &self.source)
+            .field("vocab", &self.n_vocab())
             .finish()
     }
 }
@@ -86,9 +84,8 @@ impl StaticEmbedder {
             [a] => (Vec::new(), vec![*a]),
             [a, rest @ ..] => (vec![*a], rest.to_vec()),
         };
-        let counts: Vec<bool> = (0..n as Token).map(|t| !model.is_control(t)).collect();
         let mut table = vec![0f32; n * dim];
-        let ids: Vec<Token> = (0..n as Token).filter(|&t| counts[t as usize]).collect();
+        let ids: Vec<Token> = (0..n as Token).filter(|&t| !model.is_control(t)).collect();
         let mut done = 0;
         for chunk in ids.chunks(CHUNK) {
             let seqs: Vec<Vec<Token>> = chunk
@@ -112,9 +109,12 @@ impl StaticEmbedder {
             vocab: model,
             dim,
             table,
-            counts,
             source: source.to_string(),
         })
+    }
+
+    fn n_vocab(&self) -> usize {
+        self.table.len() / self.dim.max(1)
     }
 
     /// Width of the vectors.
@@ -122,16 +122,11 @@ impl StaticEmbedder {
         self.dim
     }
 
-    /// What the table was distilled from.
-    pub fn source(&self) -> &str {
-        &self.source
-    }
-
     /// The vector of one vocabulary token (zero for control tokens).
     pub fn token_vector(&self, token: Token) -> Option<&[f32]> {
         let t = usize::try_from(token)
             .ok()
-            .filter(|&t| t < self.counts.len())?;
+            .filter(|&t| t < self.n_vocab())?;
         Some(&self.table[t * self.dim..(t + 1) * self.dim])
     }
 
@@ -139,19 +134,13 @@ impl StaticEmbedder {
     /// with no tokens.
     pub fn embed(&self, text: &str) -> Vec<f32> {
         let mut v = vec![0f32; self.dim];
-        for t in self.vocab.tokenize(text, false, false) {
-            let Some(i) = usize::try_from(t).ok().filter(|&i| i < self.counts.len()) else {
-                continue;
-            };
-            if !self.counts[i] {
-                continue;
-            }
-            for (a, b) in v
-                .iter_mut()
-                .zip(&self.table[i * self.dim..(i + 1) * self.dim])
-            {
-                *a += b;
-            }
+        for row in self
+            .vocab
+            .tokenize(text, false, false)
+            .into_iter()
+            .filter_map(|t| self.token_vector(t))
+        {
+            v.iter_mut().zip(row).for_each(|(a, b)| *a += b);
         }
         let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
         if norm > 0.0 {
@@ -161,14 +150,12 @@ impl StaticEmbedder {
     }
 
     fn encode(&self) -> Vec<u8> {
-        let n = self.counts.len();
-        let mut out = Vec::with_capacity(HEADER + self.source.len() + n * (self.dim * 4 + 1) + 32);
+        let mut out = Vec::with_capacity(HEADER + self.source.len() + self.table.len() * 4 + 32);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&(self.dim as u32).to_le_bytes());
-        out.extend_from_slice(&(n as u32).to_le_bytes());
+        out.extend_from_slice(&(self.n_vocab() as u32).to_le_bytes());
         out.extend_from_slice(&(self.source.len() as u32).to_le_bytes());
         out.extend_from_slice(self.source.as_bytes());
-        out.extend(self.counts.iter().map(|&c| u8::from(c)));
         for x in &self.table {
             out.extend_from_slice(&x.to_le_bytes());
         }
@@ -211,7 +198,7 @@ impl StaticEmbedder {
         let u32_at =
             |o: usize| u32::from_le_bytes([body[o], body[o + 1], body[o + 2], body[o + 3]]);
         let (dim, n, slen) = (u32_at(8) as usize, u32_at(12) as usize, u32_at(16) as usize);
-        let expect = HEADER + slen + n + n * dim * 4;
+        let expect = HEADER + slen + n * dim * 4;
         if body.len() != expect {
             return Err(corrupt(
                 path,
@@ -246,12 +233,7 @@ impl StaticEmbedder {
                 format!("made for {n} tokens; the model has {}", vocab.n_vocab()),
             ));
         }
-        let counts_at = HEADER + slen;
-        let counts = body[counts_at..counts_at + n]
-            .iter()
-            .map(|&b| b != 0)
-            .collect();
-        let table = body[counts_at + n..]
+        let table = body[HEADER + slen..]
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
@@ -259,7 +241,6 @@ impl StaticEmbedder {
             vocab,
             dim,
             table,
-            counts,
             source: source.to_string(),
         })
     }
