@@ -63,10 +63,14 @@ enum Command {
     Info,
 }
 
-fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "warn,bantam=info,bantam_server=info,bantam_engine=info",
-        1 => "info",
+/// Logs go to stderr (stdout carries only answers and reports), in colour only on a
+/// terminal. `serve` logs its requests and models at info; every other command only
+/// warns unless `-v` (info) or `-vv` (debug); `RUST_LOG` overrides both.
+fn init_logging(verbose: u8, serve: bool) {
+    let default = match (verbose, serve) {
+        (0, true) => "warn,bantam=info,bantam_server=info,bantam_engine=info,bantam_local=info,bantam_router=info",
+        (0, false) => "warn",
+        (1, _) => "info",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -74,13 +78,14 @@ fn init_logging(verbose: u8) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    init_logging(cli.verbose, matches!(cli.command, Command::Serve(_)));
     let home = cli
         .home
         .clone()

@@ -318,8 +318,8 @@ fn bad_requests_get_4xx_while_others_keep_working() {
         ("/v1/chat/completions", json!({"model": MODEL}).to_string(), 400, None),
         ("/v1/chat/completions", json!({"model": MODEL, "messages": []}).to_string(), 400, Some("messages")),
         ("/v1/chat/completions", json!({"model": MODEL, "messages": [{"role": "user", "content": "x"}], "temperature": 9}).to_string(), 400, Some("temperature")),
-        ("/v1/chat/completions", json!({"model": MODEL, "messages": [{"role": "user", "content": "x"}], "n": 3}).to_string(), 400, Some("n")),
-        ("/v1/chat/completions", json!({"model": MODEL, "messages": [{"role": "user", "content": "x"}], "max_tokens": -1}).to_string(), 400, None),
+        ("/v1/chat/completions", json!({"model": MODEL, "messages": [{"role": "user", "content": "x"}], "n": 99}).to_string(), 400, Some("n")),
+        ("/v1/chat/completions", json!({"model": MODEL, "messages": [{"role": "user", "content": "x"}], "max_tokens": -1}).to_string(), 400, Some("max_tokens")),
         ("/v1/chat/completions", json!({"model": MODEL, "messages": [{"role": "user", "content": long_prompt}]}).to_string(), 400, Some("messages")),
         ("/v1/completions", json!({"model": MODEL, "prompt": [999999999]}).to_string(), 400, Some("prompt")),
         ("/v1/completions", json!({"model": MODEL, "prompt": "x", "top_p": 0}).to_string(), 400, Some("top_p")),
@@ -442,7 +442,7 @@ fn shared_prefix_is_reused_across_different_requests() {
         "system prompt should be reused, cached {cached}"
     );
     // Reuse must not change results: a fresh server gives the same answer.
-    let fresh = Server::start(&["--no-prefix-cache"]);
+    let fresh = Server::start(&["--prefix-cache", "false"]);
     let (_, c) = fresh.post("/v1/chat/completions", &body("Where is my invoice?"));
     assert_eq!(c["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
     assert_eq!(
@@ -592,7 +592,7 @@ fn prefix_copy_case(kv_unified: &str) {
             "messages": [{"role": "system", "content": system}, {"role": "user", "content": q}]})
     };
     // Reference answer from a server that never reuses anything.
-    let fresh = Server::start(&["--no-prefix-cache"]);
+    let fresh = Server::start(&["--prefix-cache", "false"]);
     let (_, want) = fresh.post("/v1/chat/completions", &question("Is it dishwasher safe?"));
     drop(fresh);
 

@@ -22,7 +22,11 @@ fn embeddings_through_the_openai_client() {
 
     for (body, param) in [
         (
-            json!({"model": "all-minilm:l6-v2", "input": [1, 2]}),
+            json!({"model": "all-minilm:l6-v2", "input": [-1, 2]}),
+            "input",
+        ),
+        (
+            json!({"model": "all-minilm:l6-v2", "input": [[7592], [999999]]}),
             "input",
         ),
         (

@@ -147,8 +147,11 @@ fn routes_escalate_by_rule_pass_through_the_upstream_and_account_costs() {
     assert_eq!(st, 400, "{v}");
     let mut bad = ask("contract", 8);
     bad["temperature"] = json!(7);
-    let (st, _, v) = post(&main, &bad);
-    assert_eq!(st, 400, "the upstream's 400 is passed through: {v}");
+    let (st, h, v) = post(&main, &bad);
+    // Validated once, at the edge: no backend is tried (and none is in the ledger).
+    assert_eq!(st, 400, "{v}");
+    assert_eq!(v["error"]["param"], "temperature", "{v}");
+    assert!(h[0].is_empty(), "{h:?}");
 
     // The official client: models list, headers, streaming with usage and cost.
     let (ok, log) = common::python(
@@ -158,8 +161,8 @@ fn routes_escalate_by_rule_pass_through_the_upstream_and_account_costs() {
     );
     assert!(ok && log.contains("OK"), "{log}");
 
-    // The ledger: three answered here, the client's three, and the upstream's 400
-    // (the malformed body never reached a backend).
+    // The ledger: three answered here and the client's three (the malformed and the
+    // out-of-range bodies never reached a backend).
     let (st, rep) = main.get("/v1/usage?group_by=backend");
     assert_eq!(st, 200, "{rep}");
     let rows = rep["data"].as_array().unwrap();
@@ -170,7 +173,7 @@ fn routes_escalate_by_rule_pass_through_the_upstream_and_account_costs() {
         4,
         "{rep}"
     );
-    assert_eq!(rep["totals"]["errors"], 1, "{rep}");
+    assert_eq!(rep["totals"]["errors"], 0, "{rep}");
     let t = &rep["totals"];
     assert!(t["cost_usd"].as_f64().unwrap() > 0.0);
     // Requests kept local are priced as if they had gone to `large`: savings.

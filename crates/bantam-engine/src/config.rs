@@ -50,6 +50,97 @@ impl Default for EngineConfig {
     }
 }
 
+/// Engine settings an operator gave for every model — the `[engine]` table of
+/// `bantam serve`'s TOML file, `BANTAM_*` variables and flags (one struct is all
+/// three: with the `clap` feature it is also the command-line arguments).
+///
+/// Precedence, highest first: **flags > `BANTAM_*` environment variables > the TOML
+/// file > the model's stored options** (`bantam config`, and the flash-attention
+/// choice `bantam pull` measures) **> [`EngineConfig::default`]**. An operator's
+/// explicit setting applies to every model; leave it unset to let each model's
+/// stored value apply.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineOverrides {
+    /// Concurrent sequences per model (continuous-batching slots).
+    #[cfg_attr(feature = "clap", arg(long, env = "BANTAM_PARALLEL"))]
+    pub parallel: Option<u32>,
+    /// Context length per request (0 = the model's, capped at 4096).
+    #[cfg_attr(feature = "clap", arg(long, env = "BANTAM_CTX_SIZE"))]
+    pub ctx_size: Option<u32>,
+    /// Tokens per decode step.
+    #[cfg_attr(feature = "clap", arg(long, env = "BANTAM_BATCH_SIZE"))]
+    pub batch_size: Option<u32>,
+    /// Threads (0 = physical cores, within the process's CPU quota).
+    #[cfg_attr(feature = "clap", arg(long, env = "BANTAM_THREADS"))]
+    pub threads: Option<u32>,
+    /// Flash attention: auto, on or off (default: each model's measured choice).
+    #[cfg_attr(feature = "clap", arg(long, env = "BANTAM_FLASH_ATTENTION"))]
+    pub flash_attention: Option<FlashAttnSetting>,
+    /// Share one KV buffer across slots (true/false).
+    #[cfg_attr(feature = "clap", arg(long, env = "BANTAM_KV_UNIFIED"))]
+    pub kv_unified: Option<bool>,
+    /// Requests that may wait for a slot before 429.
+    #[cfg_attr(feature = "clap", arg(long, env = "BANTAM_MAX_QUEUE"))]
+    pub max_queue: Option<u32>,
+    /// Memory-map the weights (true/false).
+    #[cfg_attr(feature = "clap", arg(long, env = "BANTAM_MMAP"))]
+    pub mmap: Option<bool>,
+    /// Reuse the KV cache of the longest cached prompt prefix (true/false).
+    #[cfg_attr(feature = "clap", arg(long, env = "BANTAM_PREFIX_CACHE"))]
+    pub prefix_cache: Option<bool>,
+}
+
+impl EngineOverrides {
+    /// These settings, with `lower`'s where these have none.
+    pub fn or(self, lower: EngineOverrides) -> EngineOverrides {
+        EngineOverrides {
+            parallel: self.parallel.or(lower.parallel),
+            ctx_size: self.ctx_size.or(lower.ctx_size),
+            batch_size: self.batch_size.or(lower.batch_size),
+            threads: self.threads.or(lower.threads),
+            flash_attention: self.flash_attention.or(lower.flash_attention),
+            kv_unified: self.kv_unified.or(lower.kv_unified),
+            max_queue: self.max_queue.or(lower.max_queue),
+            mmap: self.mmap.or(lower.mmap),
+            prefix_cache: self.prefix_cache.or(lower.prefix_cache),
+        }
+    }
+
+    /// Set every given field on `cfg`.
+    pub fn apply(&self, cfg: &mut EngineConfig) {
+        let o = self.clone();
+        if let Some(v) = o.parallel {
+            cfg.parallel = v;
+        }
+        if let Some(v) = o.ctx_size {
+            cfg.ctx_size = v;
+        }
+        if let Some(v) = o.batch_size {
+            cfg.batch_size = v;
+        }
+        if let Some(v) = o.threads {
+            cfg.threads = v;
+        }
+        if let Some(v) = o.flash_attention {
+            cfg.flash_attention = v;
+        }
+        if let Some(v) = o.kv_unified {
+            cfg.kv_unified = v;
+        }
+        if let Some(v) = o.max_queue {
+            cfg.max_queue = v;
+        }
+        if let Some(v) = o.mmap {
+            cfg.mmap = v;
+        }
+        if let Some(v) = o.prefix_cache {
+            cfg.prefix_cache = v;
+        }
+    }
+}
+
 /// Flash attention setting as written in config files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -106,6 +197,43 @@ impl Default for PoolConfig {
     }
 }
 
+/// Pool settings an operator gave (the `[pool]` table of the TOML file,
+/// `BANTAM_*` variables, flags; with the `clap` feature also the command-line
+/// arguments). Precedence: flags > environment > file > [`PoolConfig::default`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+#[serde(default, deny_unknown_fields)]
+pub struct PoolOverrides {
+    /// Most models loaded at once.
+    #[cfg_attr(feature = "clap", arg(long, env = "BANTAM_MAX_LOADED"))]
+    pub max_loaded: Option<usize>,
+    /// Seconds an idle model stays loaded (0 = forever).
+    #[cfg_attr(
+        feature = "clap",
+        arg(long = "keep-alive", env = "BANTAM_KEEP_ALIVE", value_name = "SECS")
+    )]
+    pub keep_alive_secs: Option<u64>,
+}
+
+impl PoolOverrides {
+    /// These settings, with `lower`'s where these have none.
+    pub fn or(self, lower: PoolOverrides) -> PoolOverrides {
+        PoolOverrides {
+            max_loaded: self.max_loaded.or(lower.max_loaded),
+            keep_alive_secs: self.keep_alive_secs.or(lower.keep_alive_secs),
+        }
+    }
+
+    /// The pool configuration: defaults with these settings applied.
+    pub fn resolve(&self) -> PoolConfig {
+        let d = PoolConfig::default();
+        PoolConfig {
+            max_loaded: self.max_loaded.unwrap_or(d.max_loaded),
+            keep_alive_secs: self.keep_alive_secs.unwrap_or(d.keep_alive_secs),
+        }
+    }
+}
+
 impl PoolConfig {
     /// Keep-alive as a duration (`None` = forever).
     pub fn keep_alive(&self) -> Option<Duration> {
@@ -113,12 +241,29 @@ impl PoolConfig {
     }
 }
 
-/// Number of physical CPU cores (SMT siblings counted once), at least 1.
+/// The default thread count: physical CPU cores (SMT siblings counted once), no more
+/// than the CPUs this process may run on (its affinity mask) and no more than its
+/// cgroup CPU quota (a container limited to 1.5 CPUs gets 1), at least 1.
+///
+/// Why not more: llama.cpp's worker threads spin while they wait for each other, so
+/// a thread the scheduler cannot give a core to stalls every other one at each
+/// step; on the 2-core development machine 32 tokens of SmolLM2 took 35–81 s
+/// instead of 0.6 s when two threads shared the cores with a compiler
+/// (`BENCHMARKS.md`, "Threads and other work on the same cores").
 pub fn physical_cores() -> u32 {
     let logical = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
-    let Ok(info) = std::fs::read_to_string("/proc/cpuinfo") else {
-        return logical;
-    };
+    let cores = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .map(|info| cores_in_cpuinfo(&info))
+        .filter(|&n| n > 0)
+        .unwrap_or(logical);
+    let quota = cgroup_cpu_quota(std::path::Path::new("/sys/fs/cgroup"))
+        .map_or(u32::MAX, |q| (q.floor() as u32).max(1));
+    cores.min(logical).min(quota).max(1)
+}
+
+/// Distinct (physical id, core id) pairs in `/proc/cpuinfo`.
+fn cores_in_cpuinfo(info: &str) -> u32 {
     let mut cores = std::collections::HashSet::new();
     let mut phys = String::new();
     for line in info.lines() {
@@ -132,18 +277,55 @@ pub fn physical_cores() -> u32 {
             }
         }
     }
-    // Never more threads than the CPUs this process may run on (cgroups, taskset).
-    let n = if cores.is_empty() {
-        logical
-    } else {
-        cores.len() as u32
+    cores.len() as u32
+}
+
+/// CPUs the process's cgroup may use (quota / period), from cgroup v2's `cpu.max`
+/// or v1's `cpu.cfs_quota_us` / `cpu.cfs_period_us` under `root`; `None` without a
+/// limit.
+pub fn cgroup_cpu_quota(root: &std::path::Path) -> Option<f64> {
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).ok();
+    let ratio = |quota: &str, period: &str| -> Option<f64> {
+        let q: f64 = quota.trim().parse().ok()?;
+        let p: f64 = period.trim().parse().ok()?;
+        (q > 0.0 && p > 0.0).then_some(q / p)
     };
-    n.min(logical).max(1)
+    if let Some(max) = read("cpu.max") {
+        let mut it = max.split_whitespace();
+        let quota = it.next()?;
+        if quota == "max" {
+            return None;
+        }
+        return ratio(quota, it.next().unwrap_or("100000"));
+    }
+    let quota = read("cpu/cpu.cfs_quota_us").or_else(|| read("cpu,cpuacct/cpu.cfs_quota_us"))?;
+    let period = read("cpu/cpu.cfs_period_us").or_else(|| read("cpu,cpuacct/cpu.cfs_period_us"))?;
+    ratio(&quota, &period)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cgroup_quotas_v1_and_v2() {
+        let dir = std::env::temp_dir().join(format!("bantam-cg-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("cpu")).unwrap();
+        assert_eq!(cgroup_cpu_quota(&dir), None, "no files: no limit");
+        std::fs::write(dir.join("cpu/cpu.cfs_quota_us"), "-1\n").unwrap();
+        std::fs::write(dir.join("cpu/cpu.cfs_period_us"), "100000\n").unwrap();
+        assert_eq!(cgroup_cpu_quota(&dir), None, "v1 unlimited");
+        std::fs::write(dir.join("cpu/cpu.cfs_quota_us"), "250000\n").unwrap();
+        assert_eq!(cgroup_cpu_quota(&dir), Some(2.5));
+        std::fs::write(dir.join("cpu.max"), "max 100000\n").unwrap();
+        assert_eq!(cgroup_cpu_quota(&dir), None, "v2 wins: unlimited");
+        std::fs::write(dir.join("cpu.max"), "150000 100000\n").unwrap();
+        assert_eq!(cgroup_cpu_quota(&dir), Some(1.5));
+        std::fs::remove_dir_all(&dir).unwrap();
+        let info = "processor: 0\nphysical id: 0\ncore id: 0\n\nprocessor: 1\nphysical id: 0\ncore id: 0\n\nprocessor: 2\nphysical id: 0\ncore id: 1\n";
+        assert_eq!(cores_in_cpuinfo(info), 2, "SMT siblings count once");
+    }
 
     #[test]
     fn physical_cores_is_sane() {

@@ -179,7 +179,43 @@ impl Embedder {
     /// The tokens `text` is embedded from: `[CLS] … [SEP]` for BERT, truncated to
     /// [`max_tokens`](Self::max_tokens) with the final special token kept.
     pub fn tokenize(&self, text: &str) -> Vec<Token> {
-        let mut toks = self.model.tokenize(text, true, false);
+        self.truncate(self.tokenize_all(text))
+    }
+
+    /// All of `text`'s tokens, special tokens included (may exceed
+    /// [`max_tokens`](Self::max_tokens)).
+    pub fn tokenize_all(&self, text: &str) -> Vec<Token> {
+        self.model.tokenize(text, true, false)
+    }
+
+    /// Token ids of the model's vocabulary as an input: wrapped in the special tokens
+    /// the model's tokeniser adds (`[CLS] … [SEP]`) unless they are already there.
+    /// An id outside the vocabulary is [`EngineError::BadToken`].
+    pub fn wrap_tokens(&self, ids: &[Token]) -> Result<Vec<Token>, EngineError> {
+        let n = self.model.n_vocab();
+        if let Some(&bad) = ids.iter().find(|&&t| t < 0 || t as usize >= n) {
+            return Err(EngineError::BadToken(bad));
+        }
+        let specials = self.model.tokenize("", true, false);
+        let mut out = Vec::with_capacity(ids.len() + 2);
+        let (head, tail) = match specials.as_slice() {
+            [h, t] => (Some(*h), Some(*t)),
+            [h] => (Some(*h), None),
+            _ => (None, None),
+        };
+        if let Some(h) = head.filter(|h| ids.first() != Some(h)) {
+            out.push(h);
+        }
+        out.extend_from_slice(ids);
+        if let Some(t) = tail.filter(|t| ids.last() != Some(t)) {
+            out.push(t);
+        }
+        Ok(out)
+    }
+
+    /// `toks` cut to [`max_tokens`](Self::max_tokens), keeping a final special
+    /// token.
+    pub fn truncate(&self, mut toks: Vec<Token>) -> Vec<Token> {
         if toks.len() > self.max_tokens {
             let last = toks[toks.len() - 1];
             if self.model.is_control(last) {
@@ -201,10 +237,21 @@ impl Embedder {
     /// [`embed`](Self::embed), also counting the tokens.
     pub fn embed_with_usage(&self, texts: &[&str]) -> Result<Embeddings, EngineError> {
         let tokenized: Vec<Vec<Token>> = texts.iter().map(|t| self.tokenize(t)).collect();
-        let prompt_tokens = tokenized.iter().map(Vec::len).sum();
+        self.embed_token_lists(&tokenized)
+    }
+
+    /// One vector per token list (special tokens included, each at most
+    /// [`max_tokens`](Self::max_tokens) long), with the token count.
+    pub fn embed_token_lists(&self, tokenized: &[Vec<Token>]) -> Result<Embeddings, EngineError> {
+        if let Some(long) = tokenized.iter().find(|t| t.len() > self.max_tokens) {
+            return Err(EngineError::ContextOverflow {
+                prompt_tokens: long.len(),
+                ctx_size: self.max_tokens,
+            });
+        }
         Ok(Embeddings {
-            vectors: self.embed_tokens(&tokenized, PACK_TOKENS)?,
-            prompt_tokens,
+            vectors: self.embed_tokens(tokenized, PACK_TOKENS)?,
+            prompt_tokens: tokenized.iter().map(Vec::len).sum(),
         })
     }
 

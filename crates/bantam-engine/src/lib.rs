@@ -30,7 +30,7 @@ mod static_embed;
 pub mod stop;
 pub mod template;
 
-pub use config::{EngineConfig, PoolConfig};
+pub use config::{EngineConfig, EngineOverrides, PoolConfig, PoolOverrides};
 pub use embed::{Embedder, Embeddings};
 pub use engine::{Engine, EventStream, ModelInfo};
 pub use error::EngineError;

@@ -10,36 +10,7 @@ use serde::Serialize;
 
 use crate::EngineError;
 
-/// A message as templates expect it (`content` flattened to a string).
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct TemplateMessage {
-    /// Role.
-    pub role: String,
-    /// Text content.
-    pub content: String,
-    /// Tool calls of an assistant message, passed through to templates that use them.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tool_calls: Option<serde_json::Value>,
-    /// Id of the tool call a `tool` message answers.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tool_call_id: Option<String>,
-    /// Participant name.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-}
-
-impl TemplateMessage {
-    /// A plain text message.
-    pub fn new(role: &str, content: &str) -> Self {
-        Self {
-            role: role.to_string(),
-            content: content.to_string(),
-            tool_calls: None,
-            tool_call_id: None,
-            name: None,
-        }
-    }
-}
+pub use bantam_types::generate::TemplateMessage;
 
 /// Where a template came from (shown by `bantam show`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -1,19 +1,23 @@
 //! Running a task over a dataset with one target, and summarising the results.
 
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-use bantam_engine::template::TemplateMessage;
-use bantam_engine::{Engine, EngineError};
-use bantam_structured::{StructuredError, Validator};
-use bantam_tasks::generate::complete_timed;
-use bantam_types::generate::{OutputConstraint, Timings, Usage};
-use bantam_types::tasks::{ClassifyRequest, SummarizeRequest};
+use bantam_api::{
+    Backend, BackendError, Call, ClassifyTask, Endpoint, Reply, Request, SummarizeTask,
+};
+use bantam_structured::Validator;
+use bantam_types::generate::TemplateMessage;
+use bantam_types::tasks::{
+    ClassifyRequest, ClassifyResponse, SummarizeRequest, SummarizeResponse, TextInput,
+};
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::dataset::Item;
-use crate::prompt::{self, Message, PromptTemplate};
-use crate::remote::{Remote, RemoteAnswer, RemoteError, Served};
+use crate::prompt::{self, PromptTemplate};
+use crate::remote::Served;
 use crate::{qa, rouge};
 
 pub(crate) use crate::summary::percentile;
@@ -143,13 +147,19 @@ fn text_metrics(pred: &str, expected: &Value) -> Map<String, Value> {
     m
 }
 
-/// Where a target's answers come from.
-#[derive(Debug, Clone, Copy)]
-pub enum Runner<'a> {
-    /// A local model.
-    Local(&'a Engine),
-    /// An OpenAI-compatible API.
-    Remote(&'a Remote),
+/// A target: its name in the results, the model name its requests carry, and the
+/// backend that answers them — `bantam-local`'s for a local model, `bantam-upstream`'s
+/// for an API. Both are driven the same way.
+#[derive(Clone, Copy)]
+pub struct Target<'a> {
+    /// The target as given (`smollm2:135m`, `http://host/v1#auto`).
+    pub name: &'a str,
+    /// The model or route name sent as `model`.
+    pub model: &'a str,
+    /// What answers.
+    pub backend: &'a dyn Backend,
+    /// A model of this machine (classification is sent in batches; no retries).
+    pub local: bool,
 }
 
 /// What one item's generation produced.
@@ -157,10 +167,10 @@ struct Answer {
     prediction: Value,
     prompt_tokens: u32,
     completion_tokens: u32,
-    /// Remote: measured time to the first content chunk.
+    /// Time to the first content chunk (streamed answers).
     ttft_ms: Option<f64>,
-    /// Local: decode time of the kept generation (its first token came that long
-    /// before the end).
+    /// The engine's decode time of a non-streamed answer (a local summary): its
+    /// first token came that long before the end.
     decode_ms: Option<f64>,
     served: Option<Served>,
 }
@@ -173,107 +183,11 @@ const TEXT_MAX_TOKENS: u32 = 256;
 const EXTRACT_MAX_TOKENS: u32 = 1024;
 /// bantam-tasks' penalty against loops in summaries (Ollama's default).
 const SUMMARY_PENALTY: f32 = 1.1;
-
-fn engine_messages(messages: &[Message]) -> Vec<TemplateMessage> {
-    messages
-        .iter()
-        .map(|m| TemplateMessage::new(&m.role, &m.content))
-        .collect()
-}
-
-/// One item of a generative task on a local engine.
-async fn local_item(
-    engine: &Engine,
-    target: &str,
-    task: &Task,
-    template: &PromptTemplate,
-    custom: bool,
-    it: &Item,
-) -> Result<Answer, String> {
-    let schema = match task {
-        Task::Extract { schema } => Some(schema),
-        _ => None,
-    };
-    let messages = engine_messages(&template.render(&it.input, schema));
-    let text = |r: Result<(String, Usage, Timings), EngineError>| {
-        r.map(|(text, u, t)| Answer {
-            prediction: json!(text.trim()),
-            prompt_tokens: u.prompt_tokens,
-            completion_tokens: u.completion_tokens,
-            ttft_ms: None,
-            decode_ms: Some(t.decode_ms),
-            served: None,
-        })
-        .map_err(|e| e.to_string())
-    };
-    match task {
-        Task::Extract { schema } => {
-            let prompt = engine
-                .render_chat(&messages, &[])
-                .map_err(|e| e.to_string())?;
-            // As bantam-tasks' extract: an output cut short or failing validation is
-            // tried twice more with a growing repetition penalty.
-            let mut penalty = 1.0;
-            let (text, u, t) = loop {
-                let r = complete_timed(
-                    engine,
-                    prompt.clone(),
-                    EXTRACT_MAX_TOKENS,
-                    Some(OutputConstraint::JsonSchema(schema.clone())),
-                    penalty,
-                )
-                .await;
-                match r {
-                    Err(EngineError::Constraint(
-                        StructuredError::Incomplete(_) | StructuredError::Violated(_),
-                    )) if penalty < 1.3 => penalty += 0.15,
-                    other => break other.map_err(|e| e.to_string())?,
-                }
-            };
-            // The engine validated the text against the schema.
-            let data: Value =
-                serde_json::from_str(&text).map_err(|e| format!("output is not JSON: {e}"))?;
-            Ok(Answer {
-                prediction: data,
-                prompt_tokens: u.prompt_tokens,
-                completion_tokens: u.completion_tokens,
-                ttft_ms: None,
-                decode_ms: Some(t.decode_ms),
-                served: None,
-            })
-        }
-        // The default prompt goes through bantam-tasks, which summarises inputs
-        // longer than the context hierarchically.
-        Task::Summarize if !custom => {
-            let req = SummarizeRequest {
-                model: target.to_string(),
-                input: it.input.clone(),
-                style: None,
-                length: None,
-                instructions: None,
-                max_tokens: Some(TEXT_MAX_TOKENS),
-            };
-            bantam_tasks::summarize::summarize_timed(engine, &req)
-                .await
-                .map(|(r, t)| Answer {
-                    prediction: json!(r.summary),
-                    prompt_tokens: r.usage.prompt_tokens + r.usage.cached_tokens,
-                    completion_tokens: r.usage.completion_tokens,
-                    ttft_ms: None,
-                    decode_ms: Some(t.decode_ms),
-                    served: None,
-                })
-                .map_err(|e| e.to_string())
-        }
-        _ => {
-            let (max, penalty) = generation(task);
-            let prompt = engine
-                .render_chat(&messages, &[])
-                .map_err(|e| e.to_string())?;
-            text(complete_timed(engine, prompt, max, None, penalty).await)
-        }
-    }
-}
+/// Classification inputs per request to a local model (they share a scoring pass).
+const LOCAL_BATCH: usize = 16;
+/// Attempts of a remote call on transient failures (connection errors, timeouts,
+/// 429, 5xx).
+const ATTEMPTS: u32 = 3;
 
 /// Token limit and repetition penalty of the free-text tasks.
 fn generation(task: &Task) -> (u32, f32) {
@@ -284,21 +198,27 @@ fn generation(task: &Task) -> (u32, f32) {
     }
 }
 
-/// Why a remote item has no answer.
+/// Why an item has no answer.
 enum Failure {
-    /// About this item (a 4xx, an answer that is not JSON or not schema-valid): an
-    /// error result.
+    /// About this item (a rejected request, an answer that is not JSON or not
+    /// schema-valid): an error result.
     Item(String),
-    /// About the target (unreachable, timed out, 408/429/5xx after retries): the
-    /// run stops so that a rerun retries the item.
+    /// The model could not finish or validate a structured output: the item's
+    /// error, unless a retry with a higher repetition penalty gets it.
+    Structured(String),
+    /// About the target (unreachable, timed out, overloaded or failing after
+    /// retries): the run stops so that a rerun retries the item.
     Target(String),
 }
 
-impl From<RemoteError> for Failure {
-    fn from(e: RemoteError) -> Self {
-        match &e {
-            RemoteError::Backend(b) if b.retryable() => Failure::Target(e.to_string()),
-            _ => Failure::Item(e.to_string()),
+impl From<BackendError> for Failure {
+    fn from(e: BackendError) -> Self {
+        match e {
+            BackendError::StructuredIncomplete { .. } | BackendError::StructuredInvalid { .. } => {
+                Failure::Structured(e.to_string())
+            }
+            e if e.retryable() => Failure::Target(e.to_string()),
+            e => Failure::Item(e.to_string()),
         }
     }
 }
@@ -313,42 +233,220 @@ pub struct RunError {
     pub reason: String,
 }
 
-/// One item of a generative task on a remote API.
-async fn remote_item(
-    remote: &Remote,
-    task: &Task,
-    template: &PromptTemplate,
-    it: &Item,
-) -> Result<Answer, Failure> {
-    let answer = |prediction, a: RemoteAnswer| Answer {
-        prediction,
-        prompt_tokens: a.prompt_tokens,
-        completion_tokens: a.completion_tokens,
-        ttft_ms: a.ttft_ms,
-        decode_ms: None,
-        served: a.served,
-    };
-    match task {
-        Task::Extract { schema } => {
-            let messages = template.render(&it.input, Some(schema));
-            let (v, a) = remote.json(&messages, EXTRACT_MAX_TOKENS, schema).await?;
-            // Not every server enforces the schema: check it here, as the engine does.
-            Validator::schema(schema)
-                .and_then(|val| val.check(&v.to_string()))
-                .map_err(|e| {
-                    Failure::Item(format!("the answer does not satisfy the schema: {e}"))
-                })?;
-            Ok(answer(v, a))
+/// Calls with what one target accepts (remembered over the run).
+struct Caller<'a> {
+    t: Target<'a>,
+    /// The target accepts `repetition_penalty` (Bantam's and vLLM's extension)
+    /// until it rejects it once.
+    repetition_penalty: AtomicBool,
+}
+
+/// A streamed or complete answer with the call's headers and timing.
+struct Called {
+    reply: Reply,
+    headers: Vec<(String, String)>,
+    started: Instant,
+}
+
+impl Caller<'_> {
+    /// One call; a remote target's transient failures are retried with back-off.
+    async fn call(&self, req: Request) -> Result<Called, BackendError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let started = Instant::now();
+            match self
+                .t
+                .backend
+                .call_with_headers(Call::new(req.clone()))
+                .await
+            {
+                Ok((reply, headers)) => {
+                    return Ok(Called {
+                        reply,
+                        headers,
+                        started,
+                    })
+                }
+                Err(e) if !self.t.local && e.retryable() && attempt < ATTEMPTS => {
+                    tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
+                }
+                Err(e) => return Err(e),
+            }
         }
-        _ => {
-            let (max, penalty) = generation(task);
-            let messages = template.render(&it.input, None);
-            let a = remote.chat(&messages, max, Some(penalty)).await?;
-            Ok(answer(json!(a.text.trim()), a))
+    }
+
+    /// A chat answer, streamed (so its first token is timed); `schema` asks for JSON
+    /// valid against it. A penalty the target rejects is dropped for the rest of the
+    /// run.
+    async fn chat(
+        &self,
+        messages: &[TemplateMessage],
+        max_tokens: u32,
+        penalty: f32,
+        schema: Option<&Value>,
+    ) -> Result<Answer, Failure> {
+        let use_penalty = penalty != 1.0 && self.repetition_penalty.load(Ordering::Relaxed);
+        let req = |p| chat_request(self.t.model, messages, max_tokens, p, schema);
+        let called = match self.call(req(use_penalty.then_some(penalty))?).await {
+            Err(e) if use_penalty && e.rejects_field("repetition_penalty") => {
+                self.repetition_penalty.store(false, Ordering::Relaxed);
+                self.call(req(None)?).await?
+            }
+            other => other?,
+        };
+        let mut text = String::new();
+        let mut ttft = None;
+        let mut usage = Value::Null;
+        match called.reply {
+            Reply::Full(v) => {
+                text = v["choices"][0]["message"]["content"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                usage = v["usage"].clone();
+            }
+            Reply::Stream(mut chunks) => {
+                while let Some(c) = chunks.next().await {
+                    let c = c?;
+                    if let Some(d) = c
+                        .pointer("/choices/0/delta/content")
+                        .and_then(Value::as_str)
+                    {
+                        if !d.is_empty() && ttft.is_none() {
+                            ttft = Some(called.started.elapsed().as_secs_f64() * 1e3);
+                        }
+                        text.push_str(d);
+                    }
+                    if let Some(u) = c.get("usage").filter(|u| u.is_object()) {
+                        usage = u.clone();
+                    }
+                }
+            }
+        }
+        let n = |k: &str| usage[k].as_u64().map_or(0, |x| x as u32);
+        Ok(Answer {
+            prediction: json!(text),
+            prompt_tokens: n("prompt_tokens"),
+            completion_tokens: n("completion_tokens"),
+            ttft_ms: ttft,
+            decode_ms: None,
+            served: Served::from_headers(&called.headers, Some(&usage)),
+        })
+    }
+
+    /// A complete (task) answer.
+    async fn full(&self, req: Request) -> Result<(Value, Option<Served>), Failure> {
+        let called = self.call(req).await?;
+        match called.reply {
+            Reply::Full(v) => {
+                let served = Served::from_headers(&called.headers, None);
+                Ok((v, served))
+            }
+            Reply::Stream(_) => Err(Failure::Item("the target streamed a task answer".into())),
         }
     }
 }
 
+/// A deterministic chat request (temperature 0, seed 0), streamed with its usage.
+fn chat_request(
+    model: &str,
+    messages: &[TemplateMessage],
+    max_tokens: u32,
+    penalty: Option<f32>,
+    schema: Option<&Value>,
+) -> Result<Request, Failure> {
+    let mut body = json!({
+        "model": model,
+        "messages": messages.iter().map(|m| json!({"role": m.role, "content": m.content})).collect::<Vec<_>>(),
+        "temperature": 0,
+        "seed": 0,
+        "max_tokens": max_tokens,
+        "stream": true,
+        "stream_options": {"include_usage": true},
+    });
+    if let Some(p) = penalty {
+        body["repetition_penalty"] = json!(p);
+    }
+    if let Some(s) = schema {
+        body["response_format"] = json!({
+            "type": "json_schema",
+            "json_schema": {"name": "extraction", "schema": s},
+        });
+    }
+    Request::parse(Endpoint::Chat, body.to_string().as_bytes())
+        .map_err(|e| Failure::Item(e.to_string()))
+}
+
+/// One item of a generative task.
+async fn item(
+    c: &Caller<'_>,
+    task: &Task,
+    template: &PromptTemplate,
+    custom: bool,
+    it: &Item,
+) -> Result<Answer, Failure> {
+    match task {
+        Task::Extract { schema } => {
+            let messages = template.render(&it.input, Some(schema));
+            // An object cut short (small models loop inside strings) or failing
+            // validation is tried twice more with a growing repetition penalty, as
+            // the extraction endpoint does.
+            let mut penalty = 1.0;
+            let mut a = loop {
+                match c
+                    .chat(&messages, EXTRACT_MAX_TOKENS, penalty, Some(schema))
+                    .await
+                {
+                    Err(Failure::Structured(_)) if penalty < 1.3 => penalty += 0.15,
+                    other => break other?,
+                }
+            };
+            let text = a.prediction.as_str().unwrap_or_default().trim().to_string();
+            // Not every server enforces the schema: check it here, as the engine does.
+            Validator::schema(schema)
+                .and_then(|val| val.check(&text))
+                .map_err(|e| {
+                    Failure::Item(format!("the answer does not satisfy the schema: {e}"))
+                })?;
+            a.prediction = serde_json::from_str(&text)
+                .map_err(|e| Failure::Item(format!("the answer is not JSON ({e})")))?;
+            Ok(a)
+        }
+        // The default prompt on a local model goes through the summarize task, which
+        // summarises inputs longer than the context hierarchically.
+        Task::Summarize if !custom && c.t.local => {
+            let req = SummarizeTask::new(SummarizeRequest {
+                model: c.t.model.to_string(),
+                input: it.input.clone(),
+                style: None,
+                length: None,
+                instructions: None,
+                max_tokens: Some(TEXT_MAX_TOKENS),
+                prompt: None,
+            })
+            .map_err(|e| Failure::Item(e.to_string()))?;
+            let (v, served) = c.full(Request::Summarize(req)).await?;
+            let r: SummarizeResponse = serde_json::from_value(v)
+                .map_err(|e| Failure::Item(format!("not a summary: {e}")))?;
+            Ok(Answer {
+                prediction: json!(r.summary),
+                prompt_tokens: r.usage.prompt_tokens + r.usage.cached_tokens,
+                completion_tokens: r.usage.completion_tokens,
+                ttft_ms: None,
+                decode_ms: r.timings.map(|t| t.decode_ms),
+                served,
+            })
+        }
+        _ => {
+            let (max, penalty) = generation(task);
+            let messages = template.render(&it.input, None);
+            let mut a = c.chat(&messages, max, penalty, None).await?;
+            a.prediction = json!(a.prediction.as_str().unwrap_or_default().trim());
+            Ok(a)
+        }
+    }
+}
 /// Per-item metrics of a generative task's prediction.
 fn item_metrics(task: &Task, pred: &Value, it: &Item) -> Map<String, Value> {
     match task {
@@ -380,24 +478,24 @@ fn item_metrics(task: &Task, pred: &Value, it: &Item) -> Map<String, Value> {
 /// it exists (so a killed run keeps what it did). `template` replaces the task's
 /// default prompt.
 ///
-/// An error that is the item's (a rejected request, a local engine error) becomes an
-/// error result; a remote target that stays unreachable, times out or keeps
-/// answering 408/429/5xx after its retries stops the run with [`RunError`] before
-/// that item, so a rerun continues there.
+/// An error that is the item's (a rejected request, an answer that fails its
+/// schema) becomes an error result; a target that stays unreachable, times out or
+/// keeps answering 408/429/5xx after its retries stops the run with [`RunError`]
+/// before that item, so a rerun continues there.
 pub async fn run(
-    runner: Runner<'_>,
-    target: &str,
+    target: Target<'_>,
     task: &Task,
     template: Option<&PromptTemplate>,
     items: &[Item],
     mut sink: impl FnMut(ItemResult),
 ) -> Result<(), RunError> {
+    let name = target.name;
     let stop = |reason: String| RunError {
-        target: target.to_string(),
+        target: name.to_string(),
         reason,
     };
     let result = |it: &Item, prediction: Value, metrics: Map<String, Value>, ms: f64| ItemResult {
-        target: target.to_string(),
+        target: name.to_string(),
         index: it.index,
         input: it.input.clone(),
         expected: it.expected.clone(),
@@ -410,110 +508,94 @@ pub async fn run(
         served: None,
         error: None,
     };
-    let label_metrics = |it: &Item, label: &str, confidence: Option<f32>| {
-        let ok = it.expected.as_str() == Some(label);
-        let mut m = Map::new();
-        m.insert("correct".into(), json!(ok as u8));
-        if let Some(c) = confidence {
-            m.insert("confidence".into(), json!(c));
-        }
-        m
+    let caller = Caller {
+        t: target,
+        repetition_penalty: AtomicBool::new(true),
     };
     let default = prompt::default_for(task);
-    let Some(template) = template.or(default.as_ref()) else {
-        return Ok(());
-    };
-    match (task, runner) {
-        (Task::Classify { labels }, Runner::Local(engine)) => {
-            for batch in items.chunks(16) {
-                let req = ClassifyRequest::new(target, labels.clone());
-                let texts: Vec<String> = batch.iter().map(|i| i.input.clone()).collect();
-                let t = Instant::now();
-                let out = bantam_tasks::classify::classify_with(engine, &req, &texts, |text| {
-                    engine_messages(&template.render_labels(text, labels))
-                })
-                .await;
-                let ms = t.elapsed().as_secs_f64() * 1000.0 / batch.len() as f64;
-                match out {
-                    Ok(resp) => {
-                        for (it, d) in batch.iter().zip(resp.data) {
-                            let label = d.label.clone().unwrap_or_default();
-                            let m = label_metrics(it, &label, Some(d.confidence));
-                            sink(result(it, json!(label), m, ms));
-                        }
+    let template = template.unwrap_or(&default);
+    // A template equal to the default is the default.
+    let custom = *template != default;
+    if let Task::Classify { labels } = task {
+        // The labels are scored (local) or chosen under a constraint (upstreams) as
+        // the answer to the same prompt: the classify endpoint's, with the template.
+        let batch = if target.local { LOCAL_BATCH } else { 1 };
+        for chunk in items.chunks(batch) {
+            let req = ClassifyTask::new(ClassifyRequest {
+                input: TextInput::Many(chunk.iter().map(|i| i.input.clone()).collect()),
+                prompt: custom.then(|| template.to_text()),
+                ..ClassifyRequest::new(target.model, labels.clone())
+            });
+            let t = Instant::now();
+            let out = match req {
+                Ok(r) => caller.full(Request::Classify(r)).await,
+                Err(e) => Err(Failure::Item(e.to_string())),
+            };
+            let ms = t.elapsed().as_secs_f64() * 1000.0 / chunk.len() as f64;
+            let out = out.and_then(|(v, served)| {
+                let r: ClassifyResponse = serde_json::from_value(v)
+                    .map_err(|e| Failure::Item(format!("not a classification: {e}")))?;
+                Ok((r, served))
+            });
+            match out {
+                Err(Failure::Target(reason)) => return Err(stop(reason)),
+                Err(Failure::Item(e) | Failure::Structured(e)) => {
+                    for it in chunk {
+                        let mut r = result(it, Value::Null, Map::new(), ms);
+                        r.error = Some(e.clone());
+                        sink(r);
                     }
-                    Err(e) => {
-                        for it in batch {
-                            let mut r = result(it, Value::Null, Map::new(), ms);
-                            r.error = Some(e.to_string());
-                            sink(r);
+                }
+                Ok((resp, served)) => {
+                    for (it, d) in chunk.iter().zip(resp.data) {
+                        let label = d.label.clone().unwrap_or_default();
+                        let mut m = Map::new();
+                        m.insert(
+                            "correct".into(),
+                            json!((it.expected.as_str() == Some(&label)) as u8),
+                        );
+                        m.insert("confidence".into(), json!(d.confidence));
+                        let mut r = result(it, json!(label), m, ms);
+                        if !target.local {
+                            let u = &resp.usage;
+                            r.prompt_tokens = u.prompt_tokens + u.cached_tokens + u.label_tokens;
+                            r.completion_tokens = u.completion_tokens;
+                            r.served = served.clone();
                         }
+                        sink(r);
                     }
                 }
             }
         }
-        (Task::Classify { labels }, Runner::Remote(remote)) => {
-            // The same prompt as the local scorer.
-            for it in items {
-                let messages = template.render_labels(&it.input, labels);
-                let t = Instant::now();
-                let out = remote.label(&messages, labels).await;
-                let ms = t.elapsed().as_secs_f64() * 1000.0;
-                sink(match out.map_err(Failure::from) {
-                    Err(Failure::Target(reason)) => return Err(stop(reason)),
-                    Ok((label, a)) => {
-                        let m = label_metrics(it, &label, None);
-                        let mut r = result(it, json!(label), m, ms);
-                        r.prompt_tokens = a.prompt_tokens;
-                        r.completion_tokens = a.completion_tokens;
-                        r.served = a.served;
-                        r
-                    }
-                    Err(Failure::Item(e)) => {
-                        let mut r = result(it, Value::Null, Map::new(), ms);
-                        r.error = Some(e);
-                        r
-                    }
-                });
+        return Ok(());
+    }
+    for it in items {
+        let t = Instant::now();
+        let out = item(&caller, task, template, custom, it).await;
+        let ms = t.elapsed().as_secs_f64() * 1000.0;
+        sink(match out {
+            Err(Failure::Target(reason)) => return Err(stop(reason)),
+            Ok(a) => {
+                let m = item_metrics(task, &a.prediction, it);
+                let mut r = result(it, a.prediction, m, ms);
+                r.prompt_tokens = a.prompt_tokens;
+                r.completion_tokens = a.completion_tokens;
+                r.ttft_ms = a
+                    .ttft_ms
+                    .or_else(|| a.decode_ms.map(|d| (ms - d).clamp(0.0, ms)));
+                r.served = a.served;
+                r
             }
-        }
-        _ => {
-            // A template equal to the default is the default.
-            let custom = Some(template) != default.as_ref();
-            for it in items {
-                let t = Instant::now();
-                let out = match runner {
-                    Runner::Local(engine) => local_item(engine, target, task, template, custom, it)
-                        .await
-                        .map_err(Failure::Item),
-                    Runner::Remote(remote) => remote_item(remote, task, template, it).await,
-                };
-                let ms = t.elapsed().as_secs_f64() * 1000.0;
-                sink(match out {
-                    Err(Failure::Target(reason)) => return Err(stop(reason)),
-                    Ok(a) => {
-                        let m = item_metrics(task, &a.prediction, it);
-                        let mut r = result(it, a.prediction, m, ms);
-                        r.prompt_tokens = a.prompt_tokens;
-                        r.completion_tokens = a.completion_tokens;
-                        r.ttft_ms = a
-                            .ttft_ms
-                            .or_else(|| a.decode_ms.map(|d| (ms - d).clamp(0.0, ms)));
-                        r.served = a.served;
-                        r
-                    }
-                    Err(Failure::Item(e)) => {
-                        let mut m = Map::new();
-                        if matches!(task, Task::Extract { .. }) {
-                            m.insert("schema_valid".into(), json!(0));
-                        }
-                        let mut r = result(it, Value::Null, m, ms);
-                        r.error = Some(e);
-                        r
-                    }
-                });
+            Err(Failure::Item(e) | Failure::Structured(e)) => {
+                let mut m = Map::new();
+                if matches!(task, Task::Extract { .. }) {
+                    m.insert("schema_valid".into(), json!(0));
+                }
+                let mut r = result(it, Value::Null, m, ms);
+                r.error = Some(e);
+                r
             }
-        }
+        });
     }
     Ok(())
 }

@@ -9,10 +9,10 @@ use std::time::Instant;
 use futures::StreamExt;
 use serde_json::{json, Value};
 
-use crate::backend::{answer_chars, ChunkStream, Endpoint, Reply, Tokens};
 use crate::config::{BackendConfig, BackendKind, Price};
 use crate::ledger::{Ledger, Record};
 use crate::router::Routed;
+use bantam_api::{answer_chars, ChunkStream, Endpoint, Reply, Tokens};
 
 /// What every outcome of one request shares.
 pub(crate) struct Ctx {

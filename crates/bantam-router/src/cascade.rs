@@ -4,8 +4,8 @@
 
 use serde_json::{json, Value};
 
-use crate::backend::Endpoint;
 use crate::config::CascadeConfig;
+use bantam_api::Endpoint;
 
 /// Confidence of an answer: mean and minimum token log-probability, token count.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -16,30 +16,6 @@ pub struct Confidence {
     pub min: f32,
     /// Tokens.
     pub tokens: usize,
-}
-
-/// The local call's body: not streamed, with log-probabilities; whether the client
-/// asked for log-probabilities itself.
-pub(crate) fn local_body(endpoint: Endpoint, body: &Value, model: &str) -> (Value, bool) {
-    let mut b = body.clone();
-    b["model"] = json!(model);
-    b["stream"] = json!(false);
-    if let Some(o) = b.as_object_mut() {
-        o.remove("stream_options");
-    }
-    let asked = match endpoint {
-        Endpoint::Chat => b.get("logprobs").and_then(Value::as_bool).unwrap_or(false),
-        Endpoint::Completions => b.get("logprobs").is_some_and(|v| !v.is_null()),
-        // Task answers carry their own confidence (classify) or none.
-        Endpoint::Classify | Endpoint::Extract | Endpoint::Summarize => return (b, true),
-    };
-    if !asked {
-        b["logprobs"] = match endpoint {
-            Endpoint::Completions => json!(0),
-            _ => json!(true),
-        };
-    }
-    (b, asked)
 }
 
 /// Token log-probabilities of the first choice.
@@ -67,7 +43,7 @@ pub(crate) fn confidence(endpoint: Endpoint, v: &Value) -> Option<Confidence> {
             .filter_map(|c| c.get("confidence").and_then(Value::as_f64))
             .map(|p| (p.max(1e-30) as f32).ln())
             .collect(),
-        Endpoint::Extract | Endpoint::Summarize => return None,
+        Endpoint::Embeddings | Endpoint::Extract | Endpoint::Summarize => return None,
     };
     if lps.is_empty() {
         return None;
@@ -84,7 +60,7 @@ pub(crate) fn confidence(endpoint: Endpoint, v: &Value) -> Option<Confidence> {
 /// extraction) is kept; one that failed escalates before this is asked.
 pub(crate) fn judge(c: &CascadeConfig, endpoint: Endpoint, v: &Value) -> Result<String, String> {
     match endpoint {
-        Endpoint::Extract | Endpoint::Summarize => Ok("kept".into()),
+        Endpoint::Embeddings | Endpoint::Extract | Endpoint::Summarize => Ok("kept".into()),
         _ => verdict(c, confidence(endpoint, v)),
     }
 }
@@ -176,8 +152,9 @@ pub(crate) fn to_chunks(endpoint: Endpoint, v: &Value) -> Vec<Value> {
                 out.push(base(json!([{"index": index, "text": "", "logprobs": null,
                     "finish_reason": ch.get("finish_reason").cloned().unwrap_or(json!("stop"))}])));
             }
-            // Task answers are never streamed (and have no `choices`).
-            Endpoint::Classify | Endpoint::Extract | Endpoint::Summarize => {}
+            // Embeddings and task answers are never streamed (and have no `choices`).
+            Endpoint::Embeddings | Endpoint::Classify | Endpoint::Extract | Endpoint::Summarize => {
+            }
         }
     }
     if let Some(u) = v.get("usage").filter(|u| !u.is_null()) {
@@ -224,19 +201,6 @@ mod tests {
     }
 
     #[test]
-    fn local_body_asks_for_logprobs_and_no_stream() {
-        let b = json!({"model": "auto", "stream": true, "stream_options": {"include_usage": true}, "messages": []});
-        let (lb, asked) = local_body(Endpoint::Chat, &b, "small");
-        assert!(!asked);
-        assert_eq!(lb["logprobs"], true);
-        assert_eq!(lb["stream"], false);
-        assert_eq!(lb["model"], "small");
-        assert!(lb.get("stream_options").is_none());
-        let (_, asked) = local_body(Endpoint::Chat, &json!({"logprobs": true}), "s");
-        assert!(asked);
-    }
-
-    #[test]
     fn chunks_reassemble_the_answer() {
         let mut v = json!({"id": "x", "created": 1, "model": "m", "choices": [{"index": 0,
             "message": {"role": "assistant", "content": "hello"}, "logprobs": {"content": []},
@@ -271,7 +235,5 @@ mod tests {
                 Ok("kept".into())
             );
         }
-        let (b, asked) = local_body(Endpoint::Classify, &json!({"input": "x"}), "small");
-        assert!(asked && b.get("logprobs").is_none() && b["model"] == "small");
     }
 }

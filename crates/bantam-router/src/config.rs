@@ -166,6 +166,32 @@ impl BackendConfig {
         })
     }
 
+    /// How to reach this upstream: the base URL and the API key read through `env`
+    /// now (a missing variable is an error that names it).
+    pub fn upstream(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<bantam_upstream::UpstreamConfig, ConfigError> {
+        let base_url = self.resolve_base_url(env)?;
+        let api_key = match &self.api_key_env {
+            Some(var) => Some(env(var).filter(|k| !k.is_empty()).ok_or_else(|| {
+                ConfigError(format!(
+                    "backend {:?}: environment variable {var} (its API key) is not set",
+                    self.name
+                ))
+            })?),
+            None => None,
+        };
+        Ok(bantam_upstream::UpstreamConfig {
+            name: self.name.clone(),
+            base_url,
+            api_key,
+            timeout_secs: self.timeout_secs,
+            connect_timeout_secs: self.connect_timeout_secs,
+            native_tasks: self.tasks == TaskApi::Native,
+        })
+    }
+
     /// The upstream base URL from `base_url` or the variable `base_url_env` names
     /// (read through `env`), without a trailing slash.
     pub fn resolve_base_url(
@@ -496,10 +522,10 @@ impl RoutingConfig {
                     }
                 }
                 if let Some(e) = &rule.endpoint {
-                    if crate::backend::Endpoint::parse(e).is_none() {
+                    if bantam_api::Endpoint::parse(e).is_none() {
                         return Err(ConfigError(format!(
                             "route {:?}: rule endpoint must be one of chat, completions, \
-                             classify, extract, summarize; got {e:?}",
+                             embeddings, classify, extract, summarize; got {e:?}",
                             r.name
                         )));
                     }

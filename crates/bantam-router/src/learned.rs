@@ -4,8 +4,8 @@
 //!
 //! Embeddings come through the [`Embed`] trait: all-MiniLM-L6-v2 in-process, or its
 //! static distillation (`static:all-minilm:l6-v2`, one vector per token, microseconds
-//! per prompt), both implemented above this crate next to the engine; or the built-in
-//! hashed n-grams ([`crate::hashed`]).
+//! per prompt), both implemented in `bantam-local` next to the engine; or the built-in
+//! hashed n-grams (`bantam_api::HashedNgrams`).
 
 use std::path::Path;
 
@@ -13,22 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ConfigError;
 
-/// A featuriser name's prefix for the static distillation of an embedding model
-/// (`static:all-minilm:l6-v2`): the mean of per-token vectors distilled from the
-/// encoder instead of an encoder pass per prompt.
-pub const STATIC_PREFIX: &str = "static:";
-
-/// Turns texts into L2-normalised sentence embeddings.
-pub trait Embed: Send + Sync {
-    /// One vector per text.
-    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, String>;
-
-    /// Cheap enough (microseconds) to run on the request's task, without moving off
-    /// the async worker.
-    fn inline(&self) -> bool {
-        false
-    }
-}
+pub use bantam_api::features::{Embed, STATIC_PREFIX};
 
 /// One row of the calibration report.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

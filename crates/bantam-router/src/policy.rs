@@ -2,21 +2,23 @@
 
 use std::collections::HashMap;
 
+use bantam_api::Request;
 use regex::Regex;
-use serde_json::Value;
 
-use crate::backend::Endpoint;
 use crate::config::{RouteConfig, RuleConfig};
 
 /// The request properties policies look at, computed once per request.
 #[derive(Debug, Clone, Default)]
 pub struct Features {
-    /// Endpoint (`chat`, `completions`, `classify`, `extract`, `summarize`).
+    /// Endpoint (`chat`, `completions`, `embeddings`, `classify`, `extract`,
+    /// `summarize`).
     pub endpoint: &'static str,
-    /// Characters of the whole prompt (every message).
+    /// Characters of the whole prompt (every message; for tasks the inputs with the
+    /// instructions, labels, examples and schema).
     pub prompt_chars: usize,
-    /// Text of the user's messages (chat) or the prompt (completions), joined by
-    /// newlines; keywords and regexes look here, not at system prompts.
+    /// Text of the user's messages (chat), the prompts (completions) or the inputs
+    /// (embeddings, tasks), joined by newlines; keywords and regexes look here, not
+    /// at system prompts.
     pub user_text: String,
     /// `tools` present and non-empty.
     pub tools: bool,
@@ -26,102 +28,17 @@ pub struct Features {
     pub headers: HashMap<String, String>,
 }
 
-fn content_text(c: &Value, out: &mut String) {
-    match c {
-        Value::String(s) => out.push_str(s),
-        Value::Array(parts) => {
-            for p in parts {
-                if let Some(t) = p.get("text").and_then(Value::as_str) {
-                    out.push_str(t);
-                }
-            }
-        }
-        _ => {}
-    }
-}
-
 impl Features {
-    /// Features of a request body.
-    pub fn of(endpoint: Endpoint, body: &Value, headers: HashMap<String, String>) -> Self {
-        let mut f = Features {
-            endpoint: endpoint.as_str(),
+    /// Features of a request.
+    pub fn of(req: &Request, headers: HashMap<String, String>) -> Self {
+        Features {
+            endpoint: req.endpoint().as_str(),
+            prompt_chars: req.prompt_chars(),
+            user_text: req.user_text(),
+            tools: req.has_tools(),
+            schema: req.wants_structure(),
             headers,
-            ..Self::default()
-        };
-        match endpoint {
-            Endpoint::Chat => {
-                for m in body
-                    .get("messages")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    let mut t = String::new();
-                    if let Some(c) = m.get("content") {
-                        content_text(c, &mut t);
-                    }
-                    f.prompt_chars += t.chars().count();
-                    if m.get("role").and_then(Value::as_str) == Some("user") {
-                        if !f.user_text.is_empty() {
-                            f.user_text.push('\n');
-                        }
-                        f.user_text.push_str(&t);
-                    }
-                }
-            }
-            Endpoint::Completions => {
-                let mut t = String::new();
-                match body.get("prompt") {
-                    Some(Value::String(s)) => t.push_str(s),
-                    Some(Value::Array(a)) => {
-                        for s in a.iter().filter_map(Value::as_str) {
-                            t.push_str(s);
-                            t.push('\n');
-                        }
-                    }
-                    _ => {}
-                }
-                f.prompt_chars = t.chars().count();
-                f.user_text = t;
-            }
-            Endpoint::Classify | Endpoint::Extract | Endpoint::Summarize => {
-                // The text(s) to work on are the user's; instructions, labels and a
-                // schema count towards the prompt's length.
-                let mut t = String::new();
-                match body.get("input") {
-                    Some(Value::String(s)) => t.push_str(s),
-                    Some(Value::Array(a)) => {
-                        for s in a.iter().filter_map(Value::as_str) {
-                            if !t.is_empty() {
-                                t.push('\n');
-                            }
-                            t.push_str(s);
-                        }
-                    }
-                    _ => {}
-                }
-                let mut extra = body
-                    .get("instructions")
-                    .and_then(Value::as_str)
-                    .map_or(0, |s| s.chars().count());
-                for k in ["labels", "examples", "schema"] {
-                    extra += body.get(k).map_or(0, |v| v.to_string().chars().count());
-                }
-                f.prompt_chars = t.chars().count() + extra;
-                f.user_text = t;
-            }
         }
-        f.tools = body
-            .get("tools")
-            .and_then(Value::as_array)
-            .is_some_and(|a| !a.is_empty());
-        f.schema = endpoint == Endpoint::Extract
-            || body
-                .get("response_format")
-                .and_then(|r| r.get("type"))
-                .and_then(Value::as_str)
-                .is_some_and(|t| t != "text");
-        f
     }
 }
 
@@ -273,7 +190,12 @@ impl Rules {
 mod tests {
     use super::*;
     use crate::config::HeaderMatch;
-    use serde_json::json;
+    use bantam_api::Endpoint;
+    use serde_json::{json, Value};
+
+    fn req(endpoint: Endpoint, body: &Value) -> Request {
+        Request::parse(endpoint, body.to_string().as_bytes()).unwrap()
+    }
 
     fn route(rules: Vec<RuleConfig>) -> Rules {
         Rules::new(&RouteConfig {
@@ -297,43 +219,51 @@ mod tests {
 
     #[test]
     fn features_of_chat_and_completions() {
-        let f = Features::of(Endpoint::Chat, &chat("Hello"), HashMap::new());
+        let f = Features::of(&req(Endpoint::Chat, &chat("Hello")), HashMap::new());
         assert_eq!(f.user_text, "Hello");
         assert_eq!(f.prompt_chars, "You are helpful. contract".len() + 5);
         assert!(!f.tools && !f.schema);
         let mut b = chat("x");
         b["tools"] = json!([{"type": "function", "function": {"name": "f"}}]);
+        b["tool_choice"] = json!("none");
         b["response_format"] = json!({"type": "json_object"});
-        let f = Features::of(Endpoint::Chat, &b, HashMap::new());
-        assert!(f.tools && f.schema);
+        let f = Features::of(&req(Endpoint::Chat, &b), HashMap::new());
+        assert!(
+            !f.tools && f.schema,
+            "tools the model may not call do not count"
+        );
+        b["tool_choice"] = json!("auto");
+        b.as_object_mut().unwrap().remove("response_format");
+        let f = Features::of(&req(Endpoint::Chat, &b), HashMap::new());
+        assert!(f.tools && !f.schema);
         let f = Features::of(
-            Endpoint::Completions,
-            &json!({"prompt": ["ab", "cd"]}),
+            &req(
+                Endpoint::Completions,
+                &json!({"model": "m", "prompt": ["ab", "cd"]}),
+            ),
             HashMap::new(),
         );
         assert_eq!(f.endpoint, "completions");
-        assert_eq!(f.user_text, "ab\ncd\n");
+        assert_eq!(f.user_text, "ab\ncd");
     }
 
     #[test]
     fn features_of_task_requests() {
         let b = json!({"model": "m", "input": ["refund please", "hi"], "labels": ["a", "b"],
                        "instructions": "Sort."});
-        let f = Features::of(Endpoint::Classify, &b, HashMap::new());
+        let f = Features::of(&req(Endpoint::Classify, &b), HashMap::new());
         assert_eq!(
             (f.endpoint, f.user_text.as_str()),
             ("classify", "refund please\nhi")
         );
-        assert_eq!(
-            f.prompt_chars,
-            "refund please\nhi".len() + 5 + "[\"a\",\"b\"]".len()
-        );
+        // The texts, the instructions and the labels.
+        assert_eq!(f.prompt_chars, "refund please".len() + 2 + 5 + 2);
         assert!(!f.schema);
         let b = json!({"model": "m", "input": "order 7", "schema": {"type": "object"}});
-        let f = Features::of(Endpoint::Extract, &b, HashMap::new());
+        let f = Features::of(&req(Endpoint::Extract, &b), HashMap::new());
         assert!(f.schema && f.user_text == "order 7");
         assert_eq!(Endpoint::parse("summarize"), Some(Endpoint::Summarize));
-        assert_eq!(Endpoint::parse("embeddings"), None);
+        assert_eq!(Endpoint::parse("embed"), None);
     }
 
     #[test]
@@ -356,7 +286,7 @@ mod tests {
                 ..Default::default()
             },
         ]);
-        let d = |body: Value| r.decide(&Features::of(Endpoint::Chat, &body, HashMap::new()));
+        let d = |body: Value| r.decide(&Features::of(&req(Endpoint::Chat, &body), HashMap::new()));
         // The system prompt's "contract" does not count: only user messages.
         assert_eq!(d(chat("hi")).reason, "default");
         assert_eq!(d(chat("hi")).backend, "small");
@@ -386,7 +316,7 @@ mod tests {
         let mut b = chat("Why is the sky blue?");
         b["response_format"] = json!({"type": "json_schema", "json_schema": {"schema": {}}});
         let h = |v: &str| HashMap::from([("x-tier".to_string(), v.to_string())]);
-        let d = |b: &Value, h| r.decide(&Features::of(Endpoint::Chat, b, h)).backend;
+        let d = |b: &Value, h| r.decide(&Features::of(&req(Endpoint::Chat, b), h)).backend;
         assert_eq!(d(&b, h("gold")), "large");
         assert_eq!(d(&b, h("bronze")), "small", "header regex");
         assert_eq!(d(&b, HashMap::new()), "small", "header absent");
@@ -394,7 +324,13 @@ mod tests {
         plain.as_object_mut().unwrap().remove("response_format");
         assert_eq!(d(&plain, h("gold")), "small", "schema");
         assert_eq!(d(&chat("what is it"), h("gold")), "small", "regex");
-        let f = Features::of(Endpoint::Completions, &json!({"prompt": "why"}), h("gold"));
+        let f = Features::of(
+            &req(
+                Endpoint::Completions,
+                &json!({"model": "m", "prompt": "why"}),
+            ),
+            h("gold"),
+        );
         assert_eq!(r.decide(&f).backend, "small", "endpoint");
     }
 }

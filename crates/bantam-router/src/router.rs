@@ -6,30 +6,33 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bantam_api::{
+    Backend, BackendError, Call, ChunkStream, Embed, Endpoint, LocalFactory, Reply, Request,
+};
+use bantam_upstream::Upstream;
 use futures::StreamExt;
 use serde_json::{json, Value};
 
 use crate::accounting::{cost_of, unix_ms, Ctx};
-use crate::backend::{Backend, Call, ChunkStream, Endpoint, LocalFactory, Reply};
 use crate::breaker::{Admit, Breaker};
 use crate::cascade;
 use crate::config::{
     BackendConfig, BackendKind, BreakerConfig, PolicyKind, Price, RouteConfig, RoutingConfig,
 };
-use crate::error::{BackendError, ConfigError, RouterError};
-use crate::learned::{Embed, RouterModel};
+use crate::error::{ConfigError, RouterError};
+use crate::learned::RouterModel;
 use crate::ledger::Ledger;
 use crate::policy::{Decision, Features, Rules};
-use crate::upstream::Upstream;
 
 struct Slot {
     backend: Arc<dyn Backend>,
+    cfg: BackendConfig,
     breaker: Breaker,
 }
 
 impl Slot {
     fn cfg(&self) -> &BackendConfig {
-        self.backend.config()
+        &self.cfg
     }
 }
 
@@ -112,13 +115,16 @@ impl Router {
         let mut slots = HashMap::new();
         for b in &cfg.backends {
             let backend: Arc<dyn Backend> = match b.kind {
-                BackendKind::Local => local.local(b.clone()),
-                BackendKind::Openai => Arc::new(Upstream::new(b.clone(), env)?),
+                BackendKind::Local => local.local(&b.name, &b.model),
+                BackendKind::Openai => {
+                    Arc::new(Upstream::new(b.upstream(env)?).map_err(ConfigError)?)
+                }
             };
             slots.insert(
                 b.name.clone(),
                 Arc::new(Slot {
                     backend,
+                    cfg: b.clone(),
                     breaker: Breaker::new(b.breaker),
                 }),
             );
@@ -132,22 +138,17 @@ impl Router {
                     let embedder = match embedders.get(&model.embedding_model) {
                         Some(e) => e.clone(),
                         None => {
-                            let e: Arc<dyn Embed> = if model.embedding_model == crate::hashed::NAME
-                            {
-                                Arc::new(crate::hashed::HashedNgrams)
-                            } else {
-                                let install = model
-                                    .embedding_model
-                                    .strip_prefix(crate::learned::STATIC_PREFIX)
-                                    .unwrap_or(&model.embedding_model);
-                                local.embedder(&model.embedding_model).map_err(|e| {
-                                    ConfigError(format!(
-                                        "route {:?}: embedding model {:?}: {e}; install it with \
-                                         `bantam pull {install}`",
-                                        r.name, model.embedding_model
-                                    ))
-                                })?
-                            };
+                            let install = model
+                                .embedding_model
+                                .strip_prefix(crate::learned::STATIC_PREFIX)
+                                .unwrap_or(&model.embedding_model);
+                            let e = local.featuriser(&model.embedding_model).map_err(|e| {
+                                ConfigError(format!(
+                                    "route {:?}: featuriser {:?}: {e}; install it with \
+                                     `bantam pull {install}`",
+                                    r.name, model.embedding_model
+                                ))
+                            })?;
                             embedders.insert(model.embedding_model.clone(), e.clone());
                             e
                         }
@@ -248,9 +249,8 @@ impl Router {
         m.entry(model.to_string())
             .or_insert_with(|| {
                 Arc::new(Slot {
-                    backend: self
-                        .local
-                        .local(BackendConfig::local(model, self.local_price)),
+                    backend: self.local.local(model, model),
+                    cfg: BackendConfig::local(model, self.local_price),
                     breaker: Breaker::new(BreakerConfig {
                         failures: 0,
                         cooldown_secs: 0.0,
@@ -344,40 +344,25 @@ impl Router {
 
     /// Decide only (no call): the backend a request would go to first, and why. Used
     /// to measure the policy's overhead.
-    pub async fn decide(
-        &self,
-        endpoint: Endpoint,
-        body: &Value,
-        headers: HashMap<String, String>,
-    ) -> Decision {
-        let model = body.get("model").and_then(Value::as_str).unwrap_or("");
-        let f = Features::of(endpoint, body, headers);
-        self.plan(model, &f).await.2
+    pub async fn decide(&self, req: &Request, headers: HashMap<String, String>) -> Decision {
+        let f = Features::of(req, headers);
+        self.plan(req.model(), &f).await.2
     }
 
-    /// Route one request.
+    /// Route one validated request.
     pub async fn handle(
         &self,
-        endpoint: Endpoint,
-        mut body: Value,
+        mut req: Request,
         headers: HashMap<String, String>,
     ) -> Result<Routed, RouterError> {
         let started = Instant::now();
-        let model = body
-            .get("model")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
-        let client_usage = body
-            .pointer("/stream_options/include_usage")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        if stream {
-            // Always ask for the usage chunk: the ledger needs it.
-            body["stream_options"] = json!({"include_usage": true});
-        }
-        let features = Features::of(endpoint, &body, headers);
+        let endpoint = req.endpoint();
+        let model = req.model().to_string();
+        let stream = req.stream();
+        let client_usage = req.include_usage();
+        // Always ask for the usage chunk: the ledger needs it.
+        req.force_usage();
+        let features = Features::of(&req, headers);
         let (route, mut order, decision) = self.plan(&model, &features).await;
         let ctx = Ctx {
             ledger: self.ledger.clone(),
@@ -411,16 +396,10 @@ impl Router {
                 reason = "cascade:local circuit open".into();
             } else {
                 attempts += 1;
-                let (lb, asked) = cascade::local_body(endpoint, &body, &local.cfg().model);
+                let (mut lr, asked) = req.for_cascade();
+                lr.set_model(&local.cfg().model);
                 let t0 = Instant::now();
-                let res = local
-                    .backend
-                    .call(Call {
-                        endpoint,
-                        body: lb,
-                        stream: false,
-                    })
-                    .await;
+                let res = local.backend.call(Call::new(lr)).await;
                 match res {
                     Ok(Reply::Full(mut v)) => {
                         local.breaker.success();
@@ -456,8 +435,7 @@ impl Router {
                         }
                         if !e.falls_back() {
                             let tried = vec![format!("{}: {}", c.local, e.short())];
-                            ctx.failed(local.cfg(), &reason, status_of(&e), attempts)
-                                .await;
+                            ctx.failed(local.cfg(), &reason, e.status(), attempts).await;
                             return Err(RouterError::Backend { error: e, tried });
                         }
                         reason = format!("cascade:escalated local failed ({})", e.short());
@@ -477,18 +455,10 @@ impl Router {
                     break;
                 }
                 attempts += 1;
-                let mut b = body.clone();
-                b["model"] = Value::String(cfg.model.clone());
+                let mut r = req.clone();
+                r.set_model(&cfg.model);
                 let call_start = Instant::now();
-                let result = match slot
-                    .backend
-                    .call(Call {
-                        endpoint,
-                        body: b,
-                        stream,
-                    })
-                    .await
-                {
+                let result = match slot.backend.call(Call::new(r)).await {
                     Ok(Reply::Stream(s)) => peek(s, &cfg.name).await.map(Reply::Stream),
                     other => other,
                 };
@@ -508,7 +478,7 @@ impl Router {
                         } else if admit == Admit::Trial {
                             slot.breaker.release_trial();
                         }
-                        if e.falls_back() {
+                        if e.is_backend_fault() {
                             tracing::warn!(backend = %cfg.name, attempt, error = %e, "backend call failed");
                         } else {
                             tracing::debug!(backend = %cfg.name, error = %e, "request rejected by the backend");
@@ -552,15 +522,13 @@ impl Router {
                 detail: failures.join(", "),
             },
         };
-        let (status, backend) = match &err {
-            RouterError::Backend { error, .. } => (status_of(error), backend_of(error)),
-            RouterError::NoBackend { .. } => (
-                503,
-                order
-                    .first()
-                    .map(|s| s.cfg().name.clone())
-                    .unwrap_or_else(|| model.clone()),
-            ),
+        let status = err.status();
+        let backend = match &err {
+            RouterError::Backend { error, .. } => error.backend().to_string(),
+            RouterError::NoBackend { .. } => order
+                .first()
+                .map(|s| s.cfg().name.clone())
+                .unwrap_or_else(|| model.clone()),
         };
         let cfg = match self.slots.get(&backend) {
             Some(s) => s.cfg().clone(),
@@ -588,22 +556,6 @@ fn as_requested(endpoint: Endpoint, v: Value, stream: bool) -> Reply {
     }
 }
 
-fn status_of(e: &BackendError) -> u16 {
-    match e {
-        BackendError::Status { status, .. } => *status,
-        BackendError::Unreachable { timeout: true, .. } => 504,
-        _ => 502,
-    }
-}
-
-fn backend_of(e: &BackendError) -> String {
-    match e {
-        BackendError::Status { backend, .. }
-        | BackendError::Unreachable { backend, .. }
-        | BackendError::Broken { backend, .. } => backend.clone(),
-    }
-}
-
 /// Wait for a stream's first chunk, so that a backend whose stream fails at once
 /// still falls back.
 async fn peek(mut s: ChunkStream, name: &str) -> Result<ChunkStream, BackendError> {
@@ -612,9 +564,9 @@ async fn peek(mut s: ChunkStream, name: &str) -> Result<ChunkStream, BackendErro
             futures::stream::once(async { Ok(first) }).chain(s),
         )),
         Some(Err(e)) => Err(e),
-        None => Err(BackendError::Broken {
-            backend: name.to_string(),
-            reason: "the stream ended before its first chunk".into(),
-        }),
+        None => Err(BackendError::broken(
+            name,
+            "the stream ended before its first chunk",
+        )),
     }
 }

@@ -4,11 +4,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use bantam_router::learned::{self, Embed, RouterModel, TrainOptions};
-use bantam_router::{
-    Backend, BackendConfig, BackendError, Call, Endpoint, Ledger, LocalFactory, Reply, Router,
-    RouterError, RoutingConfig, UsageQuery,
-};
+use bantam_api::{Backend, BackendError, Call, Embed, Endpoint, LocalFactory, Reply, Request};
+use bantam_router::learned::{self, RouterModel, TrainOptions};
+use bantam_router::{Ledger, Router, RouterError, RoutingConfig, UsageQuery};
 use futures::future::BoxFuture;
 use futures::StreamExt;
 use serde_json::{json, Value};
@@ -25,7 +23,7 @@ enum Step {
 
 /// A local backend that follows a script (then answers) and counts its calls.
 struct Scripted {
-    cfg: BackendConfig,
+    name: String,
     script: Mutex<VecDeque<Step>>,
     calls: Arc<Mutex<Vec<String>>>,
 }
@@ -54,24 +52,25 @@ fn answer(model: &str, stream: bool) -> Result<Reply, BackendError> {
 }
 
 impl Backend for Scripted {
-    fn config(&self) -> &BackendConfig {
-        &self.cfg
+    fn name(&self) -> &str {
+        &self.name
     }
     fn call(&self, call: Call) -> BoxFuture<'_, Result<Reply, BackendError>> {
-        self.calls.lock().unwrap().push(self.cfg.name.clone());
+        self.calls.lock().unwrap().push(self.name.clone());
         let step = self
             .script
             .lock()
             .unwrap()
             .pop_front()
             .unwrap_or(Step::Answer);
-        let model = call.body["model"].as_str().unwrap().to_string();
+        let model = call.request.model().to_string();
+        let stream = call.request.stream();
         Box::pin(async move {
             match step {
-                Step::Answer => answer(&model, call.stream),
+                Step::Answer => answer(&model, stream),
                 Step::Confident(lp) => {
-                    assert!(!call.stream, "a cascade asks without streaming");
-                    assert_eq!(call.body["logprobs"], true);
+                    assert!(!stream, "a cascade asks without streaming");
+                    assert!(matches!(&call.request, Request::Chat(r) if r.logprobs()));
                     Ok(Reply::Full(json!({
                         "id": "c1", "object": "chat.completion", "model": model,
                         "choices": [{"index": 0, "message": {"role": "assistant", "content": "maybe"},
@@ -80,16 +79,15 @@ impl Backend for Scripted {
                         "usage": {"prompt_tokens": 1_000_000, "completion_tokens": 0}
                     })))
                 }
-                Step::Fail(status, code) => Err(BackendError::status(
-                    &self.cfg.name,
+                Step::Fail(status, code) => Err(BackendError::from_http(
+                    &self.name,
                     status,
                     json!({"error": {"message": "scripted", "type": "x", "code": code}}),
                 )),
                 Step::StreamFailFirst => {
-                    let s = futures::stream::iter(vec![Err(BackendError::Broken {
-                        backend: self.cfg.name.clone(),
-                        reason: "scripted".into(),
-                    })]);
+                    let s = futures::stream::iter(vec![Err(BackendError::broken(
+                        &self.name, "scripted",
+                    ))]);
                     Ok(Reply::Stream(Box::pin(s)))
                 }
             }
@@ -130,20 +128,20 @@ impl Embed for Hashing {
 }
 
 impl LocalFactory for Factory {
-    fn embedder(&self, model: &str) -> Result<Arc<dyn Embed>, String> {
+    fn featuriser(&self, model: &str) -> Result<Arc<dyn Embed>, String> {
         assert_eq!(model, "hashing-8");
         Ok(Arc::new(Hashing))
     }
 
-    fn local(&self, cfg: BackendConfig) -> Arc<dyn Backend> {
+    fn local(&self, name: &str, _model: &str) -> Arc<dyn Backend> {
         let script = self
             .scripts
             .lock()
             .unwrap()
-            .remove(&cfg.name)
+            .remove(name)
             .unwrap_or_default();
         Arc::new(Scripted {
-            cfg,
+            name: name.to_string(),
             script: Mutex::new(script.into()),
             calls: self.calls.clone(),
         })
@@ -184,6 +182,11 @@ fn chat(text: &str, stream: bool) -> Value {
            "messages": [{"role": "user", "content": text}]})
 }
 
+/// A body as the HTTP edge would parse and validate it.
+fn req(endpoint: Endpoint, body: &Value) -> Request {
+    Request::parse(endpoint, body.to_string().as_bytes()).unwrap()
+}
+
 fn router(f: &Factory, ledger: Option<Ledger>) -> Router {
     Router::new(&config(""), Arc::new(f.clone()), ledger, &|_| None).unwrap()
 }
@@ -194,7 +197,10 @@ async fn decisions_costs_and_ledger() {
     let f = Factory::default();
     let r = router(&f, Some(Ledger::open(&dir.path().join("u.db")).unwrap()));
     let easy = r
-        .handle(Endpoint::Chat, chat("easy one", false), HashMap::new())
+        .handle(
+            req(Endpoint::Chat, &chat("easy one", false)),
+            HashMap::new(),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -203,7 +209,10 @@ async fn decisions_costs_and_ledger() {
     );
     assert_eq!(easy.cost_usd, Some(0.0));
     let hard = r
-        .handle(Endpoint::Chat, chat("a HARD one", false), HashMap::new())
+        .handle(
+            req(Endpoint::Chat, &chat("a HARD one", false)),
+            HashMap::new(),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -219,8 +228,10 @@ async fn decisions_costs_and_ledger() {
     // A plain model name is a local backend of its own.
     let direct = r
         .handle(
-            Endpoint::Chat,
-            json!({"model": "other", "messages": []}),
+            req(
+                Endpoint::Chat,
+                &json!({"model": "other", "messages": [{"role": "user", "content": "hi"}]}),
+            ),
             HashMap::new(),
         )
         .await
@@ -246,7 +257,7 @@ async fn fallback_retries_and_breaker() {
     );
     let r = router(&f, None);
     let got = r
-        .handle(Endpoint::Chat, chat("hard", false), HashMap::new())
+        .handle(req(Endpoint::Chat, &chat("hard", false)), HashMap::new())
         .await
         .unwrap();
     assert_eq!(got.backend, "small");
@@ -266,7 +277,7 @@ async fn fallback_retries_and_breaker() {
     // The circuit is open now: medium is skipped without a call.
     f.calls.lock().unwrap().clear();
     let got = r
-        .handle(Endpoint::Chat, chat("hard", false), HashMap::new())
+        .handle(req(Endpoint::Chat, &chat("hard", false)), HashMap::new())
         .await
         .unwrap();
     assert_eq!(got.backend, "small");
@@ -286,19 +297,19 @@ async fn client_errors_do_not_fall_back_but_context_overflow_does() {
     );
     let r = router(&f, None);
     let e = r
-        .handle(Endpoint::Chat, chat("x", false), HashMap::new())
+        .handle(req(Endpoint::Chat, &chat("x", false)), HashMap::new())
         .await
         .unwrap_err();
     let RouterError::Backend {
-        error: BackendError::Status { status, .. },
+        error: BackendError::Invalid { code, .. },
         ..
     } = e
     else {
         panic!("{e:?}")
     };
-    assert_eq!(status, 400);
+    assert_eq!(code.as_deref(), Some("bad_param"));
     let got = r
-        .handle(Endpoint::Chat, chat("x", false), HashMap::new())
+        .handle(req(Endpoint::Chat, &chat("x", false)), HashMap::new())
         .await
         .unwrap();
     assert_eq!(got.backend, "medium", "a longer context may fit elsewhere");
@@ -314,7 +325,7 @@ async fn streams_fall_back_before_the_first_chunk_and_hide_usage_unless_asked() 
         .insert("small".into(), vec![Step::StreamFailFirst]);
     let r = router(&f, Some(Ledger::open(&dir.path().join("u.db")).unwrap()));
     let got = r
-        .handle(Endpoint::Chat, chat("x", true), HashMap::new())
+        .handle(req(Endpoint::Chat, &chat("x", true)), HashMap::new())
         .await
         .unwrap();
     assert_eq!(got.backend, "medium");
@@ -327,7 +338,7 @@ async fn streams_fall_back_before_the_first_chunk_and_hide_usage_unless_asked() 
     let mut body = chat("x", true);
     body["stream_options"] = json!({"include_usage": true});
     let got = r
-        .handle(Endpoint::Chat, body, HashMap::new())
+        .handle(req(Endpoint::Chat, &body), HashMap::new())
         .await
         .unwrap();
     let Reply::Stream(s) = got.reply else {
@@ -424,7 +435,7 @@ async fn upstream_retry_stream_and_fallback_when_gone() {
     body["model"] = json!("hybrid");
     // First upstream call fails with 500, the retry answers.
     let got = r
-        .handle(Endpoint::Chat, body.clone(), HashMap::new())
+        .handle(req(Endpoint::Chat, &body.clone()), HashMap::new())
         .await
         .unwrap();
     assert_eq!(got.backend, "big");
@@ -435,7 +446,7 @@ async fn upstream_retry_stream_and_fallback_when_gone() {
     assert!((got.cost_usd.unwrap() - 0.00016).abs() < 1e-12);
     body["stream"] = json!(true);
     let got = r
-        .handle(Endpoint::Chat, body.clone(), HashMap::new())
+        .handle(req(Endpoint::Chat, &body.clone()), HashMap::new())
         .await
         .unwrap();
     let Reply::Stream(s) = got.reply else {
@@ -458,7 +469,7 @@ async fn upstream_retry_stream_and_fallback_when_gone() {
     let r = Router::new(&upstream_config("UP"), Arc::new(f.clone()), None, &env).unwrap();
     body["stream"] = json!(false);
     let got = r
-        .handle(Endpoint::Chat, body, HashMap::new())
+        .handle(req(Endpoint::Chat, &body), HashMap::new())
         .await
         .unwrap();
     assert_eq!(got.backend, "small");
@@ -524,16 +535,22 @@ async fn learned_route_scores_the_embedding_after_the_rules() {
     let r = Router::new(&cfg, Arc::new(f), None, &|_| None).unwrap();
     let ask = |t: &str| json!({"model": "smart", "messages": [{"role": "user", "content": t}]});
     let d = r
-        .decide(Endpoint::Chat, &ask("what is the tort"), HashMap::new())
+        .decide(
+            &req(Endpoint::Chat, &ask("what is the tort")),
+            HashMap::new(),
+        )
         .await;
     assert_eq!(d.backend, "medium", "{d:?}");
     assert!(d.reason.starts_with("learned:"), "{d:?}");
     let d = r
-        .decide(Endpoint::Chat, &ask("quick question lunch"), HashMap::new())
+        .decide(
+            &req(Endpoint::Chat, &ask("quick question lunch")),
+            HashMap::new(),
+        )
         .await;
     assert_eq!(d.backend, "small", "{d:?}");
     let d = r
-        .decide(Endpoint::Chat, &ask("hello statute"), HashMap::new())
+        .decide(&req(Endpoint::Chat, &ask("hello statute")), HashMap::new())
         .await;
     assert_eq!(
         (d.backend.as_str(), d.reason.as_str()),
@@ -571,7 +588,7 @@ async fn cascade_keeps_confident_answers_and_escalates_the_rest() {
     let ask = |stream: bool| json!({"model": "careful", "stream": stream, "messages": [{"role": "user", "content": "q"}]});
 
     let kept = r
-        .handle(Endpoint::Chat, ask(false), HashMap::new())
+        .handle(req(Endpoint::Chat, &ask(false)), HashMap::new())
         .await
         .unwrap();
     assert_eq!(kept.backend, "medium");
@@ -586,7 +603,7 @@ async fn cascade_keeps_confident_answers_and_escalates_the_rest() {
     );
 
     let esc = r
-        .handle(Endpoint::Chat, ask(false), HashMap::new())
+        .handle(req(Endpoint::Chat, &ask(false)), HashMap::new())
         .await
         .unwrap();
     assert_eq!(esc.backend, "small");
@@ -605,7 +622,7 @@ async fn cascade_keeps_confident_answers_and_escalates_the_rest() {
 
     // A stream that is kept arrives as chunks.
     let s = r
-        .handle(Endpoint::Chat, ask(true), HashMap::new())
+        .handle(req(Endpoint::Chat, &ask(true)), HashMap::new())
         .await
         .unwrap();
     let Reply::Stream(s) = s.reply else { panic!() };
@@ -615,7 +632,7 @@ async fn cascade_keeps_confident_answers_and_escalates_the_rest() {
 
     // Escalation fails: the local answer is returned rather than an error.
     let last = r
-        .handle(Endpoint::Chat, ask(false), HashMap::new())
+        .handle(req(Endpoint::Chat, &ask(false)), HashMap::new())
         .await
         .unwrap();
     assert_eq!(last.backend, "medium");

@@ -1,18 +1,16 @@
 //! Bantam's OpenAI-compatible HTTP API.
 //!
-//! A thin axum adapter: handlers parse and validate requests ([`validate`]), hand a
-//! validated request to the engine pool, and shape the engine's events into OpenAI
-//! responses or server-sent events. Errors become HTTP responses in one place
-//! ([`error`]). [`app`] builds the router without binding a socket, so tests can
-//! drive it with `oneshot`; [`serve`] binds and shuts down gracefully.
+//! A thin axum adapter: each handler parses and validates the body once into a
+//! `bantam_api::Request`, hands it to the router (`bantam-router`), and writes the
+//! answer as JSON or server-sent events with the `x-bantam-*` headers. Errors are
+//! rendered in [`error`]. [`app`] builds the router without binding a socket, so
+//! tests drive it with `oneshot`; [`serve`] binds and shuts down gracefully.
 
 mod drain;
 pub mod error;
-pub mod featurise;
-mod format;
 mod routes;
+pub mod settings;
 pub mod state;
-mod validate;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -22,8 +20,8 @@ use axum::routing::{get, post};
 use axum::Router;
 
 pub use error::ApiError;
-pub use featurise::{featuriser, FeaturiserError};
-pub use state::{ledger_path, AppState, ServerConfig, StoreResolver};
+pub use settings::{ServeSettings, SettingsError};
+pub use state::{ledger_path, AppState, ServerConfig};
 
 /// The router with every route.
 pub fn app(state: AppState) -> Router {
@@ -31,11 +29,11 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(routes::routed::chat_completions))
         .route("/v1/completions", post(routes::routed::completions))
-        .route("/v1/embeddings", post(routes::embeddings::embeddings))
+        .route("/v1/embeddings", post(routes::routed::embeddings))
         .route("/v1/usage", get(routes::usage::usage))
-        .route("/v1/classify", post(routes::tasks::classify))
-        .route("/v1/extract", post(routes::tasks::extract))
-        .route("/v1/summarize", post(routes::tasks::summarize))
+        .route("/v1/classify", post(routes::routed::classify))
+        .route("/v1/extract", post(routes::routed::extract))
+        .route("/v1/summarize", post(routes::routed::summarize))
         .route("/v1/models", get(routes::models::list))
         .route("/v1/models/{*id}", get(routes::models::get))
         .route("/health", get(routes::models::health))

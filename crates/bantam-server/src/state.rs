@@ -1,17 +1,17 @@
 //! Shared server state and the store-backed model resolver.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use bantam_engine::{
-    EngineConfig, EngineError, ModelPool, ModelResolver, PoolConfig, ResolvedModel,
-};
+use bantam_engine::config::EngineOverrides;
+use bantam_engine::{EngineConfig, ModelPool, PoolConfig};
+use bantam_local::{Local, StoreResolver};
 use bantam_router::{ConfigError, Ledger, Router, RoutingConfig};
-use bantam_store::{Manifest, Store};
+use bantam_store::Store;
 use serde::{Deserialize, Serialize};
 
-/// Server settings (the CLI fills this from flags, env and the TOML file).
+/// The server's resolved configuration ([`crate::ServeSettings::load`] makes it
+/// from flags, `BANTAM_*` variables and the TOML file).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
@@ -29,8 +29,8 @@ pub struct ServerConfig {
     /// loop inside a string) or failing validation are generated again this many
     /// times, with a growing repetition penalty, before the request fails.
     pub structured_retries: u32,
-    /// Defaults for every model's engine.
-    pub engine: EngineConfig,
+    /// Engine settings for every model (over each model's stored options).
+    pub engine: EngineOverrides,
     /// Threads of each embedding model (learned routes, `/v1/embeddings`; 0 =
     /// physical cores). Default 1: embeddings run beside the generation engines, and
     /// two multi-threaded llama.cpp computations on the same cores slow each other
@@ -57,76 +57,13 @@ impl Default for ServerConfig {
             max_body_bytes: 32 << 20,
             shutdown_grace_secs: 30,
             structured_retries: 2,
-            engine: EngineConfig::default(),
+            engine: EngineOverrides::default(),
             embed_threads: 1,
             pool: PoolConfig::default(),
             backends: Vec::new(),
             routes: Vec::new(),
             usage: bantam_router::UsageConfig::default(),
         }
-    }
-}
-
-/// Resolves names through the model store; a path to a `.gguf` file also works.
-#[derive(Debug, Clone)]
-pub struct StoreResolver {
-    store: Store,
-    defaults: EngineConfig,
-}
-
-impl StoreResolver {
-    /// A resolver over `store`; `defaults` are merged with each model's stored options.
-    pub fn new(store: Store, defaults: EngineConfig) -> Self {
-        Self { store, defaults }
-    }
-
-    /// Engine settings for a manifest: defaults overridden by its stored options.
-    pub fn engine_config(&self, m: &Manifest) -> Result<EngineConfig, EngineError> {
-        let mut v = serde_json::to_value(&self.defaults).map_err(|e| EngineError::Load {
-            model: m.name.clone(),
-            reason: e.to_string(),
-        })?;
-        if let Some(obj) = v.as_object_mut() {
-            for (k, val) in &m.options {
-                obj.insert(k.clone(), val.clone());
-            }
-        }
-        serde_json::from_value(v).map_err(|e| EngineError::Load {
-            model: m.name.clone(),
-            reason: format!(
-                "invalid stored option: {e}; fix it with `bantam config {} --unset KEY`",
-                m.name
-            ),
-        })
-    }
-}
-
-impl ModelResolver for StoreResolver {
-    fn resolve(&self, name: &str) -> Result<ResolvedModel, EngineError> {
-        let p = Path::new(name);
-        if name.ends_with(".gguf") && p.is_file() {
-            return Ok(ResolvedModel {
-                name: name.to_string(),
-                path: p.to_path_buf(),
-                template: None,
-                config: self.defaults.clone(),
-            });
-        }
-        let m = self.store.get(name).map_err(|e| match e {
-            bantam_store::StoreError::NotFound(_) | bantam_store::StoreError::BadName(_) => {
-                EngineError::ModelNotFound(name.to_string())
-            }
-            other => EngineError::Load {
-                model: name.to_string(),
-                reason: other.to_string(),
-            },
-        })?;
-        Ok(ResolvedModel {
-            name: m.name.clone(),
-            path: self.store.blob_path(&m),
-            template: m.template.clone(),
-            config: self.engine_config(&m)?,
-        })
     }
 }
 
@@ -146,8 +83,8 @@ pub struct AppState {
     /// Routes, backends and the cost ledger; every chat and completions request
     /// goes through it.
     pub router: Arc<Router>,
-    /// Embedding models loaded by `/v1/embeddings`.
-    pub embedders: Arc<crate::routes::embeddings::Embedders>,
+    /// Local backends (the engine pool, embedding models, featurisers).
+    pub local: Local,
 }
 
 impl std::fmt::Debug for AppState {
@@ -171,7 +108,11 @@ impl AppState {
         config: ServerConfig,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let resolver = Arc::new(StoreResolver::new(store.clone(), config.engine.clone()));
+        let resolver = Arc::new(StoreResolver::new(
+            store.clone(),
+            EngineConfig::default(),
+            config.engine.clone(),
+        ));
         let pool = Arc::new(ModelPool::new(resolver, config.pool.clone()));
         let routing = RoutingConfig {
             backends: config.backends.clone(),
@@ -184,13 +125,13 @@ impl AppState {
         } else {
             None
         };
-        let local = crate::routes::routed::Local {
-            pool: pool.clone(),
-            structured_retries: config.structured_retries,
-            store: store.clone(),
-            threads: config.embed_threads,
-        };
-        let router = Router::new(&routing, Arc::new(local), ledger, env)?;
+        let local = Local::new(
+            pool.clone(),
+            store.clone(),
+            config.structured_retries,
+            config.embed_threads,
+        );
+        let router = Router::new(&routing, Arc::new(local.clone()), ledger, env)?;
         Ok(Self {
             pool,
             store,
@@ -198,7 +139,7 @@ impl AppState {
             started: SystemTime::now(),
             drain: Arc::default(),
             router: Arc::new(router),
-            embedders: Arc::default(),
+            local,
         })
     }
 }
@@ -211,19 +152,3 @@ pub fn ledger_path(store: &Store, config: &ServerConfig) -> std::path::PathBuf {
         .clone()
         .unwrap_or_else(|| store.home().join("usage.db"))
 }
-
-/// Unix seconds now.
-pub(crate) fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// `fp_bantam_<version>`.
-pub(crate) fn fingerprint() -> String {
-    format!("fp_bantam_{}", env!("CARGO_PKG_VERSION"))
-}
-
-/// Default `PoolConfig`/`EngineConfig` are re-exported for config files.
-pub use bantam_engine::config::FlashAttnSetting;

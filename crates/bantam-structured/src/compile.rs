@@ -24,13 +24,18 @@ pub struct Compiled {
 /// JSON layout Bantam asks of constrained JSON: `", "` and `": "` separators (the
 /// layout models see most in training) and no free whitespace, which small models
 /// otherwise fill with runs of newlines.
+///
+/// `lenient`: keywords llguidance cannot enforce while sampling (`uniqueItems`,
+/// `contains`, `oneOf` beyond `anyOf`, …) are left to the [`Validator`], which checks
+/// the whole schema on the finished output; an output that fails it is generated
+/// again (the structured retries) or is an error, never a success.
 pub(crate) fn with_layout(schema: &Value) -> Value {
     match schema {
         Value::Object(map) => {
             let mut m = map.clone();
             m.insert(
                 "x-guidance".into(),
-                json!({"whitespace_flexible": false, "item_separator": ", ", "key_separator": ": "}),
+                json!({"whitespace_flexible": false, "item_separator": ", ", "key_separator": ": ", "lenient": true}),
             );
             Value::Object(m)
         }

@@ -295,14 +295,32 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_keywords_are_named() {
+    fn keywords_the_grammar_cannot_enforce_are_validated() {
         let c = constrainer();
+        let schema = json!({"type": "array", "items": {"type": "integer"}, "uniqueItems": true});
+        let mut g = c
+            .start(&OutputConstraint::JsonSchema(schema.clone()))
+            .unwrap();
+        let out = drive(&mut g, b"[1, 1]");
+        assert_eq!(out, "[1, 1]");
+        let e = g.finish(None).unwrap_err();
+        assert!(
+            matches!(e, StructuredError::Violated(ref m) if m.contains("unique")),
+            "{e:?}"
+        );
+        let mut g = c.start(&OutputConstraint::JsonSchema(schema)).unwrap();
+        assert_eq!(drive(&mut g, b"[1, 2]"), "[1, 2]");
+        g.finish(None).unwrap();
+        // A format nothing can check is refused before any work, named.
         let e = c
             .start(&OutputConstraint::JsonSchema(
-                json!({"type": "array", "items": {"type": "integer"}, "uniqueItems": true}),
+                json!({"type": "string", "format": "zipcode"}),
             ))
             .unwrap_err();
-        assert_eq!(e, StructuredError::Unsupported(vec!["uniqueItems".into()]));
+        assert_eq!(
+            e,
+            StructuredError::Unsupported(vec!["format \"zipcode\"".into()])
+        );
         let e = c
             .start(&OutputConstraint::Lark("start: (".into()))
             .unwrap_err();

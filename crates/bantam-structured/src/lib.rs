@@ -11,9 +11,12 @@
 //! * [`tools`] — Bantam's tool-call format: the grammar, the system prompt for models
 //!   whose chat template has no tool support, parsing, and streaming deltas.
 //!
-//! Unsupported JSON Schema keywords are rejected when the constraint is compiled
-//! ([`StructuredError::Unsupported`] names them), so a client learns before any token
-//! is generated that its schema cannot be enforced.
+//! JSON Schema keywords llguidance cannot enforce while sampling (`uniqueItems`,
+//! `contains`, …) are left to the validator, which checks the whole schema on the
+//! finished output (an output that fails is generated again or is an error). Only
+//! what nothing can check — a `format` the validator does not know — is rejected
+//! when the constraint is compiled ([`StructuredError::Unsupported`] names it), so a
+//! client learns before any token is generated.
 
 mod compile;
 mod guide;
@@ -28,8 +31,8 @@ pub use validate::Validator;
 /// Why a constraint could not be compiled or an output did not satisfy it.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum StructuredError {
-    /// The schema uses keywords Bantam cannot enforce.
-    #[error("the JSON Schema uses keywords that cannot be enforced: {}; remove them or describe the constraint in the prompt", .0.join(", "))]
+    /// The schema uses keywords Bantam can neither enforce nor check.
+    #[error("the JSON Schema uses keywords that cannot be checked: {}; remove them or describe the constraint in the prompt", .0.join(", "))]
     Unsupported(Vec<String>),
     /// The schema, regex or grammar is malformed.
     #[error("invalid {what}: {reason}")]

@@ -136,6 +136,139 @@ pub fn parse(text: &str) -> Result<Parsed, String> {
     Ok(Parsed { content, calls })
 }
 
+/// Calls a small model wrote without Bantam's tags (with `tool_choice` `auto`, where
+/// nothing forces the format): a fenced code block (```` ```json … ``` ````) or a bare
+/// JSON object anywhere in the text, holding `{"name": …, "arguments": {…}}` (or
+/// `"parameters"`), or a list of them. A candidate counts only when every call in it
+/// names one of the request's tools and its arguments validate against that tool's
+/// schema (`validator`, from [`crate::Validator::tools`]); the text around the
+/// recognised candidates is the content. `None` when nothing qualifies.
+pub fn recognise(text: &str, validator: &crate::Validator) -> Option<Parsed> {
+    let mut calls = Vec::new();
+    let mut content = String::new();
+    let mut rest = text;
+    while let Some((start, end, found)) = next_candidate(rest, validator) {
+        content.push_str(&rest[..start]);
+        calls.extend(found);
+        rest = &rest[end..];
+    }
+    if calls.is_empty() {
+        return None;
+    }
+    content.push_str(rest);
+    let content = content.trim();
+    Some(Parsed {
+        content: (!content.is_empty()).then(|| content.to_string()),
+        calls,
+    })
+}
+
+/// The first candidate in `text` that is a list of valid calls: (start, end, calls).
+fn next_candidate(
+    text: &str,
+    validator: &crate::Validator,
+) -> Option<(usize, usize, Vec<ParsedCall>)> {
+    let mut from = 0;
+    while from < text.len() {
+        let fence = text[from..].find("```").map(|i| i + from);
+        let brace = text[from..].find(['{', '[']).map(|i| i + from);
+        let start = match (fence, brace) {
+            (Some(f), Some(b)) => f.min(b),
+            (Some(f), None) => f,
+            (None, Some(b)) => b,
+            (None, None) => return None,
+        };
+        let (inner, end) = if Some(start) == fence {
+            // ```lang\n … ``` (an unclosed fence runs to the end)
+            let body = &text[start + 3..];
+            let nl = body.find('\n').map_or(body.len(), |n| n + 1);
+            let lang = body[..nl].trim();
+            if !(lang.is_empty() || lang.eq_ignore_ascii_case("json")) {
+                from = start + 3;
+                continue;
+            }
+            let close = body[nl..].find("```").map(|c| nl + c);
+            match close {
+                Some(c) => (&body[nl..c], start + 3 + c + 3),
+                None => (&body[nl..], text.len()),
+            }
+        } else {
+            match json_end(&text[start..]) {
+                Some(n) => (&text[start..start + n], start + n),
+                None => {
+                    from = start + 1;
+                    continue;
+                }
+            }
+        };
+        if let Some(found) = calls_in(inner.trim(), validator) {
+            return Some((start, end, found));
+        }
+        from = if Some(start) == fence {
+            start + 3
+        } else {
+            start + 1
+        };
+    }
+    None
+}
+
+/// Length of the JSON object or array at the start of `s` (strings understood).
+fn json_end(s: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut in_str = false;
+    let mut esc = false;
+    for (i, c) in s.char_indices() {
+        if in_str {
+            match c {
+                _ if esc => esc = false,
+                '\\' => esc = true,
+                '"' => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => in_str = true,
+            '{' | '[' => depth += 1,
+            '}' | ']' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// `s` as one call or a list of calls, every one valid; else `None`.
+fn calls_in(s: &str, validator: &crate::Validator) -> Option<Vec<ParsedCall>> {
+    let v: Value = serde_json::from_str(s).ok()?;
+    let items = match v {
+        Value::Array(a) if !a.is_empty() => a,
+        o @ Value::Object(_) => vec![o],
+        _ => return None,
+    };
+    items
+        .into_iter()
+        .map(|c| {
+            let name = c.get("name")?.as_str()?.to_string();
+            let args = c.get("arguments").or_else(|| c.get("parameters"))?;
+            // Some models write the arguments as a JSON string.
+            let args = match args {
+                Value::String(t) => serde_json::from_str(t).ok()?,
+                other => other.clone(),
+            };
+            validator.accepts_call(&name, &args).then(|| ParsedCall {
+                name,
+                arguments: args.to_string(),
+            })
+        })
+        .collect()
+}
+
 /// The arguments object as written in `{"name": "...", "arguments": {...}}`.
 fn raw_arguments(body: &str) -> Option<String> {
     let (_, start) = header_end(body)?;
@@ -227,33 +360,34 @@ pub enum StreamEvent {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 enum Mode {
+    #[default]
     Text,
     Header,
     Args,
     Between,
+    /// Holding a fenced block or a bare object that may be a call without tags.
+    Candidate,
 }
 
+/// Opens a fenced code block.
+const FENCE: &str = "```";
+/// Most text held back while deciding whether a block is a call.
+const MAX_CANDIDATE: usize = 64 << 10;
+
 /// Turns streamed text into content and tool-call deltas as OpenAI streams them.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct ToolStream {
     mode: Mode,
     buf: String,
     calls: usize,
-    /// Nothing has been emitted yet (a bare call can only start here).
-    at_start: bool,
-}
-
-impl Default for ToolStream {
-    fn default() -> Self {
-        Self {
-            mode: Mode::Text,
-            buf: String::new(),
-            calls: 0,
-            at_start: true,
-        }
-    }
+    /// Something has been emitted (a bare call with the grammar's trigger can only
+    /// start before that).
+    started: bool,
+    /// The request's tools: calls written without tags (fenced or bare JSON) are
+    /// recognised when they validate (see [`recognise`]).
+    validator: Option<crate::Validator>,
 }
 
 /// Length of the longest suffix of `s` that is a proper prefix of `pat`.
@@ -265,9 +399,77 @@ fn partial_suffix(s: &str, pat: &str) -> usize {
 }
 
 impl ToolStream {
+    /// A stream that also recognises calls written without tags, validated against
+    /// the request's tools (`tool_choice` `auto`).
+    pub fn with_tools(validator: crate::Validator) -> Self {
+        Self {
+            validator: Some(validator),
+            ..Self::default()
+        }
+    }
+
     /// Calls started so far.
     pub fn calls(&self) -> usize {
         self.calls
+    }
+
+    /// Where the next call-like start is in the buffer: (offset, is a tag).
+    fn next_start(&self) -> Option<(usize, bool)> {
+        let tag = self.buf.find(OPEN).map(|i| (i, true));
+        if self.validator.is_none() || self.mode != Mode::Text {
+            return tag;
+        }
+        let fence = self.buf.find(FENCE).map(|i| (i, false));
+        let bare = self.buf.find(BARE).map(|i| (i, false));
+        [tag, fence, bare]
+            .into_iter()
+            .flatten()
+            .min_by_key(|(i, _)| *i)
+    }
+
+    /// How much of the buffer's end may be the start of a marker.
+    fn held(&self) -> usize {
+        let mut keep = partial_suffix(&self.buf, OPEN);
+        if self.validator.is_some() && self.mode == Mode::Text {
+            keep = keep
+                .max(partial_suffix(&self.buf, FENCE))
+                .max(partial_suffix(&self.buf, BARE));
+        }
+        keep
+    }
+
+    /// A held candidate, if complete: its length.
+    fn candidate_end(&self) -> Option<usize> {
+        if self.buf.starts_with(FENCE) {
+            let body = &self.buf[FENCE.len()..];
+            let nl = body.find('\n')? + 1;
+            let close = body[nl..].find(FENCE)?;
+            Some(FENCE.len() + nl + close + FENCE.len())
+        } else {
+            json_end(&self.buf)
+        }
+    }
+
+    /// The calls in a candidate block, if it is one.
+    fn calls_of(&mut self, block: &str, out: &mut Vec<StreamEvent>) -> bool {
+        let Some(v) = &self.validator else {
+            return false;
+        };
+        let Some(p) = recognise(block, v).filter(|p| p.content.is_none()) else {
+            return false;
+        };
+        for c in p.calls {
+            out.push(StreamEvent::CallStart {
+                index: self.calls,
+                name: c.name,
+            });
+            out.push(StreamEvent::Arguments {
+                index: self.calls,
+                fragment: c.arguments,
+            });
+            self.calls += 1;
+        }
+        true
     }
 
     /// Feed more text; returns what can be said about it now.
@@ -277,34 +479,59 @@ impl ToolStream {
         loop {
             match self.mode {
                 Mode::Text | Mode::Between => {
-                    if self.at_start && self.mode == Mode::Text {
+                    if !self.started && self.mode == Mode::Text {
                         let t = self.buf.trim_start();
                         if t.starts_with(BARE) {
                             self.buf = t.to_string();
-                            self.at_start = false;
+                            self.started = true;
                             self.mode = Mode::Header;
                             continue;
                         }
                         if BARE.starts_with(t) {
                             return out;
                         }
-                        self.at_start = false;
+                        self.started = true;
                     }
-                    if let Some(pos) = self.buf.find(OPEN) {
-                        let before: String = self.buf.drain(..pos + OPEN.len()).collect();
-                        let before = &before[..pos];
+                    if let Some((pos, tag)) = self.next_start() {
+                        let before: String = self.buf.drain(..pos).collect();
                         if self.mode == Mode::Text && !before.is_empty() {
-                            out.push(StreamEvent::Content(before.to_string()));
+                            out.push(StreamEvent::Content(before));
                         }
-                        self.mode = Mode::Header;
+                        if tag {
+                            self.buf.drain(..OPEN.len());
+                            self.mode = Mode::Header;
+                        } else {
+                            self.mode = Mode::Candidate;
+                        }
                         continue;
                     }
-                    let keep = partial_suffix(&self.buf, OPEN);
+                    let keep = self.held();
                     let emit: String = self.buf.drain(..self.buf.len() - keep).collect();
                     if self.mode == Mode::Text && !emit.is_empty() {
                         out.push(StreamEvent::Content(emit));
                     }
                     return out;
+                }
+                Mode::Candidate => {
+                    let Some(end) = self.candidate_end() else {
+                        if self.buf.len() > MAX_CANDIDATE {
+                            // Too long to hold: it is text.
+                            out.push(StreamEvent::Content(std::mem::take(&mut self.buf)));
+                            self.mode = Mode::Text;
+                        }
+                        return out;
+                    };
+                    let block: String = self.buf.drain(..end).collect();
+                    if !self.calls_of(&block, &mut out) {
+                        // Not a call: text after all, scanned from its second
+                        // character on.
+                        let mut chars = block.chars();
+                        let first = chars.next().map(String::from).unwrap_or_default();
+                        self.buf.insert_str(0, chars.as_str());
+                        out.push(StreamEvent::Content(first));
+                    }
+                    self.mode = Mode::Text;
+                    continue;
                 }
                 Mode::Header => match header_end(&self.buf) {
                     Some((name, end)) => {
@@ -364,6 +591,14 @@ impl ToolStream {
         let rest = std::mem::take(&mut self.buf);
         match self.mode {
             Mode::Text if !rest.is_empty() => vec![StreamEvent::Content(rest)],
+            Mode::Candidate => {
+                // An unclosed fence at the end of the output.
+                let mut out = Vec::new();
+                if !self.calls_of(&rest, &mut out) && !rest.is_empty() {
+                    out.push(StreamEvent::Content(rest));
+                }
+                out
+            }
             // A bare call ends with the output: drop its closing brace.
             Mode::Args => {
                 let t = rest.trim_end();
@@ -491,5 +726,70 @@ mod tests {
             .collect();
         assert_eq!(args, "{\"city\": \"Oslo\"}");
         assert!(!ev.iter().any(|e| matches!(e, StreamEvent::Content(_))));
+    }
+
+    fn validator() -> crate::Validator {
+        crate::Validator::tools(&[spec("get_weather")]).unwrap()
+    }
+
+    #[test]
+    fn calls_without_tags_are_recognised_only_when_valid() {
+        let v = validator();
+        let fenced = "Let me check.\n```json\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}\n```";
+        let p = recognise(fenced, &v).unwrap();
+        assert_eq!(p.content.as_deref(), Some("Let me check."));
+        assert_eq!(p.calls[0].name, "get_weather");
+        assert_eq!(p.calls[0].arguments, "{\"city\":\"Oslo\"}");
+        // Bare, anywhere, with "parameters" and string arguments; a list of calls.
+        let bare = "Sure: {\"name\": \"get_weather\", \"parameters\": \"{\\\"city\\\": \\\"Rome\\\"}\"} done";
+        let p = recognise(bare, &v).unwrap();
+        assert_eq!(
+            (p.content.as_deref(), p.calls[0].arguments.as_str()),
+            (Some("Sure:  done"), "{\"city\":\"Rome\"}")
+        );
+        let list = "```\n[{\"name\": \"get_weather\", \"arguments\": {\"city\": \"A\"}}, {\"name\": \"get_weather\", \"arguments\": {\"city\": \"B\"}}]\n```";
+        assert_eq!(recognise(list, &v).unwrap().calls.len(), 2);
+        // Unknown tools, invalid arguments, other languages and plain JSON are text.
+        for text in [
+            "```json\n{\"name\": \"get_time\", \"arguments\": {\"city\": \"Oslo\"}}\n```",
+            "```json\n{\"name\": \"get_weather\", \"arguments\": {\"town\": \"Oslo\"}}\n```",
+            "```python\nprint({\"name\": 1})\n```",
+            "The answer is {\"city\": \"Oslo\"}.",
+            "no calls here",
+        ] {
+            assert!(recognise(text, &v).is_none(), "{text}");
+        }
+    }
+
+    #[test]
+    fn streams_recognise_fenced_calls_at_any_split() {
+        let text = "Checking.\n```json\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}\n```\n";
+        let not_a_call = "Code:\n```json\n{\"x\": 1}\n```\nbye";
+        for (input, calls, content) in [(text, 1, "Checking.\n\n"), (not_a_call, 0, not_a_call)] {
+            for step in [1, 3, 7, input.len()] {
+                let mut s = ToolStream::with_tools(validator());
+                let mut ev = Vec::new();
+                let chars: Vec<char> = input.chars().collect();
+                for piece in chars.chunks(step) {
+                    ev.extend(s.push(&piece.iter().collect::<String>()));
+                }
+                ev.extend(s.finish());
+                let got: String = ev
+                    .iter()
+                    .filter_map(|e| match e {
+                        StreamEvent::Content(t) => Some(t.as_str()),
+                        _ => None,
+                    })
+                    .collect();
+                assert_eq!(got, content, "step {step}: {ev:?}");
+                assert_eq!(s.calls(), calls, "step {step}");
+                if calls == 1 {
+                    assert!(ev.contains(&StreamEvent::Arguments {
+                        index: 0,
+                        fragment: "{\"city\":\"Oslo\"}".into()
+                    }));
+                }
+            }
+        }
     }
 }

@@ -44,11 +44,21 @@ fn build(
 ) -> Result<Arc<jsonschema::Validator>, StructuredError> {
     jsonschema::options()
         .should_validate_formats(true)
+        // A format nobody can check is the client's to change (a 400 naming it).
+        .should_ignore_unknown_formats(false)
         .build(schema)
         .map(Arc::new)
-        .map_err(|e| StructuredError::Invalid {
-            what,
-            reason: e.to_string(),
+        .map_err(|e| {
+            let reason = e.to_string();
+            match reason.strip_prefix("Unknown format: ") {
+                Some(rest) => StructuredError::Unsupported(vec![format!(
+                    "format \"{}\"",
+                    rest.split(|c: char| c == '\'' || c.is_whitespace())
+                        .find(|s| !s.is_empty())
+                        .unwrap_or(rest)
+                )]),
+                None => StructuredError::Invalid { what, reason },
+            }
         })
 }
 
@@ -92,6 +102,18 @@ impl Validator {
             out.push((t.name.clone(), build(&t.parameters, "tool parameters")?));
         }
         Ok(Validator::Tools(out))
+    }
+
+    /// Whether a call of `name` with `args` is one of these tools' and valid against
+    /// its schema (false for validators that are not tool validators).
+    pub fn accepts_call(&self, name: &str, args: &Value) -> bool {
+        match self {
+            Validator::Tools(tools) => tools
+                .iter()
+                .find(|(n, _)| n == name)
+                .is_some_and(|(_, v)| args.is_object() && v.is_valid(args)),
+            _ => false,
+        }
     }
 
     /// Check a finished output.

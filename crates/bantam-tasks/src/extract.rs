@@ -1,46 +1,33 @@
 //! Extraction: text + JSON Schema → an object valid against the schema, with the
 //! source span of each string field when it appears verbatim in the text.
 
-use bantam_engine::template::TemplateMessage;
+use bantam_api::ExtractTask;
 use bantam_engine::{Engine, EngineError};
 use bantam_structured::StructuredError;
 use bantam_types::generate::OutputConstraint;
-use bantam_types::tasks::{ExtractRequest, ExtractResponse, Span, TaskUsage};
-use serde_json::{Map, Value};
+use bantam_types::tasks::{ExtractResponse, TaskUsage};
 
-use crate::generate::complete;
+pub use bantam_types::spans::{locate, spans};
+use serde_json::Value;
+
+use crate::generate::complete_timed;
 use crate::TaskError;
 
 /// Default instructions.
 pub use bantam_types::tasks::EXTRACT_INSTRUCTIONS as DEFAULT_INSTRUCTIONS;
 
-/// Check a request before any work (whichever backend answers it).
-pub fn validate(req: &ExtractRequest) -> Result<(), TaskError> {
-    if req.input.trim().is_empty() {
-        return Err(TaskError::invalid("input", "input must not be empty"));
-    }
-    bantam_structured::check_schema(&req.schema)
-        .map_err(|e| TaskError::invalid("schema", e.to_string()))
-}
-
 /// Run an extraction.
-pub async fn extract(engine: &Engine, req: &ExtractRequest) -> Result<ExtractResponse, TaskError> {
-    validate(req)?;
-    let system = req.system_prompt();
-    let msgs = [
-        TemplateMessage::new("system", &system),
-        TemplateMessage::new("user", &req.input),
-    ];
-    let prompt = engine.render_chat(&msgs, &[])?;
+pub async fn extract(engine: &Engine, req: &ExtractTask) -> Result<ExtractResponse, TaskError> {
+    let prompt = engine.render_chat(&req.messages(), &[])?;
     // An output cut short (a small model looping inside a string) or failing
     // validation is tried twice more with a growing repetition penalty, as the chat
     // endpoint does by default.
     let mut penalty = 1.0;
-    let (text, usage) = loop {
-        let r = complete(
+    let (text, usage, timings) = loop {
+        let r = complete_timed(
             engine,
             prompt.clone(),
-            req.max_tokens.unwrap_or(1024),
+            req.max_tokens(),
             Some(OutputConstraint::JsonSchema(req.schema.clone())),
             penalty,
         )
@@ -71,95 +58,6 @@ pub async fn extract(engine: &Engine, req: &ExtractRequest) -> Result<ExtractRes
             compute_ms: Some(usage.compute_us as f64 / 1e3),
             ..TaskUsage::default()
         },
+        timings: Some(timings),
     })
-}
-
-/// Character offsets of `needle` in `hay` (exact, then case-insensitive).
-pub fn locate(hay: &str, needle: &str) -> Option<(usize, usize)> {
-    if needle.is_empty() {
-        return None;
-    }
-    let len = needle.chars().count();
-    if let Some(byte) = hay.find(needle) {
-        let start = hay[..byte].chars().count();
-        return Some((start, start + len));
-    }
-    let fold = |c: char| c.to_lowercase().next().unwrap_or(c);
-    let h: Vec<char> = hay.chars().map(fold).collect();
-    let n: Vec<char> = needle.chars().map(fold).collect();
-    h.windows(n.len())
-        .position(|w| w == n.as_slice())
-        .map(|start| (start, start + len))
-}
-
-/// Where each string or number of `data` appears in `input`: JSON Pointer → span,
-/// or null when the value does not appear verbatim.
-pub fn spans(input: &str, data: &Value) -> Map<String, Value> {
-    let mut m = Map::new();
-    find_spans(input, data, String::new(), &mut m);
-    m
-}
-
-/// JSON Pointer → span for every string leaf (null when not found verbatim).
-fn find_spans(input: &str, v: &Value, path: String, out: &mut Map<String, Value>) {
-    match v {
-        Value::String(s) => {
-            let span = locate(input, s).map(|(start, end)| Span {
-                start,
-                end,
-                text: input.chars().skip(start).take(end - start).collect(),
-            });
-            out.insert(path, serde_json::to_value(span).unwrap_or(Value::Null));
-        }
-        Value::Number(n) => {
-            // Numbers often appear verbatim too ("order 4521").
-            if let Some((start, end)) = locate(input, &n.to_string()) {
-                let span = Span {
-                    start,
-                    end,
-                    text: n.to_string(),
-                };
-                out.insert(path, serde_json::to_value(span).unwrap_or(Value::Null));
-            } else {
-                out.insert(path, Value::Null);
-            }
-        }
-        Value::Array(a) => {
-            for (i, x) in a.iter().enumerate() {
-                find_spans(input, x, format!("{path}/{i}"), out);
-            }
-        }
-        Value::Object(o) => {
-            for (k, x) in o {
-                let key = k.replace('~', "~0").replace('/', "~1");
-                find_spans(input, x, format!("{path}/{key}"), out);
-            }
-        }
-        _ => {}
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn spans_are_char_offsets_with_pointers() {
-        let input = "Order 4521 from Müller GmbH, contact anna@example.com";
-        let mut m = Map::new();
-        find_spans(
-            input,
-            &json!({"order": 4521, "company": "müller gmbh", "who": {"mail": "anna@example.com"}, "x": "absent"}),
-            String::new(),
-            &mut m,
-        );
-        assert_eq!(m["/order"]["start"], 6);
-        assert_eq!(m["/who/mail"]["text"], "anna@example.com");
-        // Case-insensitive, in characters (ü is two bytes).
-        assert_eq!(m["/company"]["start"], 16);
-        assert_eq!(m["/company"]["text"], "Müller GmbH");
-        assert!(m["/x"].is_null());
-        assert_eq!(locate("Hello World", "world"), Some((6, 11)));
-    }
 }

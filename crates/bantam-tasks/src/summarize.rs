@@ -4,10 +4,11 @@
 //! repeats until one final summary in the requested style can be written. Nothing is
 //! truncated silently: the response says how many chunks and levels it took.
 
+use bantam_api::SummarizeTask;
 use bantam_engine::template::TemplateMessage;
 use bantam_engine::Engine;
-use bantam_types::generate::{OutputConstraint, Timings};
-use bantam_types::tasks::{SummarizeRequest, SummarizeResponse, TaskUsage};
+use bantam_types::generate::OutputConstraint;
+use bantam_types::tasks::{SummarizeResponse, TaskUsage};
 
 use crate::generate::{complete, complete_timed};
 use crate::TaskError;
@@ -63,45 +64,15 @@ pub fn chunk(engine: &Engine, text: &str, budget: usize) -> Vec<String> {
     out
 }
 
-/// Check a request before any work (whichever backend answers it).
-pub fn validate(req: &SummarizeRequest) -> Result<(), TaskError> {
-    if req.input.trim().is_empty() {
-        return Err(TaskError::invalid("input", "input must not be empty"));
-    }
-    let style = req.style();
-    if !matches!(style, "paragraph" | "bullets" | "sentences") {
-        return Err(TaskError::invalid(
-            "style",
-            format!("unknown style {style:?}; use paragraph, bullets or sentences"),
-        ));
-    }
-    if !(1..=20).contains(&req.length()) {
-        return Err(TaskError::invalid(
-            "length",
-            "length must be between 1 and 20",
-        ));
-    }
-    Ok(())
-}
-
-/// Run a summarisation.
+/// Run a summarisation. The response's `timings` are the final summary's generation
+/// (its decode time tells when the summary's first token came).
 pub async fn summarize(
     engine: &Engine,
-    req: &SummarizeRequest,
+    req: &SummarizeTask,
 ) -> Result<SummarizeResponse, TaskError> {
-    summarize_timed(engine, req).await.map(|(r, _)| r)
-}
-
-/// [`summarize`], with the engine's timings of the final summary's generation
-/// (its decode time tells when the summary's first token came).
-pub async fn summarize_timed(
-    engine: &Engine,
-    req: &SummarizeRequest,
-) -> Result<(SummarizeResponse, Timings), TaskError> {
-    validate(req)?;
     let style = req.style();
     let n = req.length();
-    let max_tokens = req.max_tokens.unwrap_or(256).clamp(16, 2048);
+    let max_tokens = req.max_tokens();
     let ctx = engine.info().ctx_size as usize;
     // Room for the instructions, the chat template and the answer.
     let budget = ctx.saturating_sub(max_tokens as usize + 160);
@@ -161,12 +132,8 @@ pub async fn summarize_timed(
         text = joined;
         levels += 1;
     }
-    let msgs = [
-        TemplateMessage::new("system", &req.system_prompt()),
-        TemplateMessage::new("user", &text),
-    ];
-    let prompt = engine.render_chat(&msgs, &[])?;
-    let constraint = (style == "bullets")
+    let prompt = engine.render_chat(&req.messages(&text), &[])?;
+    let constraint = (style == "bullets" && !req.has_template())
         .then(|| OutputConstraint::Regex(format!("(?:- [^\\n]{{1,400}}\\n){{1,{n}}}")));
     let (summary, u, timings) =
         complete_timed(engine, prompt, max_tokens, constraint, REPETITION_PENALTY).await?;
@@ -178,8 +145,9 @@ pub async fn summarize_timed(
         chunks: leaf_chunks,
         levels,
         usage,
+        timings: Some(timings),
     };
-    Ok((resp, timings))
+    Ok(resp)
 }
 
 fn add(t: &mut TaskUsage, u: &bantam_types::generate::Usage) {

@@ -2,6 +2,38 @@
 
 use serde::{Deserialize, Serialize};
 
+/// A chat message as chat templates expect it (`content` flattened to a string).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TemplateMessage {
+    /// Role.
+    pub role: String,
+    /// Text content.
+    pub content: String,
+    /// Tool calls of an assistant message, passed through to templates that use them
+    /// (each `function.arguments` an object, as templates expect).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<serde_json::Value>,
+    /// Id of the tool call a `tool` message answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    /// Participant name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl TemplateMessage {
+    /// A plain text message.
+    pub fn new(role: &str, content: &str) -> Self {
+        Self {
+            role: role.to_string(),
+            content: content.to_string(),
+            tool_calls: None,
+            tool_call_id: None,
+            name: None,
+        }
+    }
+}
+
 /// Sampling settings, already range-checked.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SamplingParams {

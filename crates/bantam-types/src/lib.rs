@@ -9,4 +9,6 @@
 
 pub mod generate;
 pub mod openai;
+pub mod prompt;
+pub mod spans;
 pub mod tasks;

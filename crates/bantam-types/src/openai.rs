@@ -5,7 +5,7 @@
 //! parse. Range checks live in the server's validation step, not here.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// `stop`: one string or several.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -45,7 +45,7 @@ pub struct ContentPart {
     #[serde(rename = "type")]
     pub kind: String,
     /// Text of a `text` part.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
 }
 
@@ -55,17 +55,20 @@ pub struct ChatMessage {
     /// `system`, `developer`, `user`, `assistant` or `tool`.
     pub role: String,
     /// Content; may be null for assistant messages with tool calls.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<MessageContent>,
     /// Optional participant name.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Tool calls made by an assistant message.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_calls: Option<Value>,
     /// Id of the call a `tool` message answers.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
+    /// Fields Bantam does not interpret (kept for upstreams).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 /// `stream_options`.
@@ -74,46 +77,53 @@ pub struct StreamOptions {
     /// Send a final chunk with token usage.
     #[serde(default)]
     pub include_usage: bool,
+    /// Other options (kept for upstreams).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 /// Sampling fields shared by chat and text completions (flattened into both).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct SamplingOptions {
     /// Sampling temperature (0..2).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f32>,
     /// Nucleus sampling (0..1].
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top_p: Option<f32>,
     /// Number of choices; only 1 is supported.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub n: Option<u32>,
     /// Stop strings.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop: Option<StopSpec>,
     /// −2..2.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub presence_penalty: Option<f32>,
     /// −2..2.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frequency_penalty: Option<f32>,
     /// Token id (as a string) → bias −100..100.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logit_bias: Option<std::collections::HashMap<String, f32>>,
     /// Seed for reproducible sampling.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<i64>,
     /// Extension: top-k sampling.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top_k: Option<u32>,
     /// Extension: min-p sampling.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_p: Option<f32>,
     /// Extension: multiplicative repetition penalty.
-    #[serde(default, alias = "repeat_penalty")]
+    #[serde(
+        default,
+        alias = "repeat_penalty",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub repetition_penalty: Option<f32>,
     /// Extension: keep generating past end-of-generation tokens (benchmarks).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ignore_eos: Option<bool>,
 }
 
@@ -125,41 +135,45 @@ pub struct ChatCompletionRequest {
     /// The conversation.
     pub messages: Vec<ChatMessage>,
     /// Stream server-sent events.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<bool>,
     /// Streaming options.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream_options: Option<StreamOptions>,
     /// Deprecated name of `max_completion_tokens`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u32>,
     /// Upper bound on generated tokens.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_completion_tokens: Option<u32>,
     /// Return log-probabilities of the output tokens.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logprobs: Option<bool>,
     /// 0..20 most likely alternatives per token (needs `logprobs`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top_logprobs: Option<u32>,
     /// End-user id (ignored).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     /// Structured output (handled by the structured-output feature).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_format: Option<Value>,
     /// Tools (handled by the tool-calling feature).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tools: Option<Value>,
     /// Tool choice: `none`, `auto`, `required` or `{"type":"function","function":{"name":...}}`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_choice: Option<Value>,
     /// Allow several tool calls in one answer (default true).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parallel_tool_calls: Option<bool>,
     /// Sampling settings.
     #[serde(flatten)]
     pub sampling: SamplingOptions,
+    /// Fields Bantam does not interpret, kept so that an upstream receives the
+    /// request as the client sent it.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 /// `prompt` of a legacy completion: text, texts, tokens or token lists.
@@ -184,32 +198,74 @@ pub struct CompletionRequest {
     /// The prompt.
     pub prompt: PromptSpec,
     /// Upper bound on generated tokens (OpenAI's default is 16).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u32>,
     /// Stream server-sent events.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<bool>,
     /// Streaming options.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream_options: Option<StreamOptions>,
     /// 0..5 most likely alternatives per token.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logprobs: Option<u32>,
     /// Prepend the prompt to the output.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub echo: Option<bool>,
     /// Text after the completion (not supported; rejected when set).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suffix: Option<String>,
     /// Server-side best-of (only 1 supported).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub best_of: Option<u32>,
     /// End-user id (ignored).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     /// Sampling settings.
     #[serde(flatten)]
     pub sampling: SamplingOptions,
+    /// Fields Bantam does not interpret (kept for upstreams).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `input` of an embeddings request: text, texts, tokens or token lists.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum EmbeddingInput {
+    /// One string.
+    Text(String),
+    /// Several strings (one vector each).
+    Texts(Vec<String>),
+    /// One token list.
+    Tokens(Vec<i64>),
+    /// Several token lists.
+    TokenLists(Vec<Vec<i64>>),
+}
+
+/// `POST /v1/embeddings`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct EmbeddingsRequest {
+    /// Model name.
+    pub model: String,
+    /// What to embed.
+    pub input: EmbeddingInput,
+    /// `float` (default) or `base64`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding_format: Option<String>,
+    /// Dimensions wanted (must equal the model's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dimensions: Option<usize>,
+    /// End-user id (ignored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Extension: cut inputs longer than the model's window instead of rejecting
+    /// them (the default is a 400 naming the limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncate: Option<bool>,
+    /// Fields Bantam does not interpret (kept for upstreams).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 /// Token usage in responses.

@@ -75,7 +75,7 @@ pub struct ClassifyRequest {
     /// Candidate labels (2–256), as strings or `{"label", "description"}`.
     pub labels: Vec<LabelSpec>,
     /// Task instructions shown before the labels (a default is used otherwise).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instructions: Option<String>,
     /// Few-shot examples.
     #[serde(default)]
@@ -84,11 +84,11 @@ pub struct ClassifyRequest {
     #[serde(default)]
     pub multi_label: bool,
     /// Multi-label cut-off (default 0.2).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold: Option<f32>,
     /// Out of scope: when the best label's probability is below this, `label` is
     /// null (default 0: always a label).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_confidence: Option<f32>,
     /// How labels are scored: `greedy` (default, fastest: follow the most likely
     /// branch of the label tree, probabilities renormalised over the labels'
@@ -96,8 +96,13 @@ pub struct ClassifyRequest {
     /// labels off the path share their branch's probability) or `exact` (every
     /// label's full log-likelihood, normalised over the labels; costs one token of
     /// compute per node of the label tree).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scoring: Option<String>,
+    /// A prompt template instead of the instructions, label list and examples
+    /// (`[system]`/`[user]`/`[assistant]` lines, `{input}`, `{labels}`; see
+    /// [`crate::prompt`]). The labels are scored as the answer to its last message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
 }
 
 impl ClassifyRequest {
@@ -113,6 +118,7 @@ impl ClassifyRequest {
             threshold: None,
             min_confidence: None,
             scoring: None,
+            prompt: None,
         }
     }
 }
@@ -181,14 +187,18 @@ pub struct ExtractRequest {
     /// JSON Schema of the result (enforced while generating, validated after).
     pub schema: Value,
     /// Instructions (a default is used otherwise).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instructions: Option<String>,
     /// Report where each string or number value appears in the input.
     #[serde(default)]
     pub spans: bool,
     /// Most tokens to generate (default 1024).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u32>,
+    /// A prompt template instead of the instructions (`{input}`, `{schema}`; see
+    /// [`crate::prompt`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
 }
 
 /// Where a value appears in the input (character offsets, end exclusive).
@@ -217,6 +227,10 @@ pub struct ExtractResponse {
     pub spans: Option<Map<String, Value>>,
     /// Tokens.
     pub usage: TaskUsage,
+    /// Timings of the generation (local models; Bantam's extension, as llama.cpp's
+    /// server reports `timings`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timings: Option<crate::generate::Timings>,
 }
 
 /// `POST /v1/summarize`.
@@ -227,17 +241,22 @@ pub struct SummarizeRequest {
     /// The text; longer than the context is fine (summarised in parts).
     pub input: String,
     /// `paragraph` (default), `bullets` or `sentences`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub style: Option<String>,
     /// Bullets or sentences wanted (default 3).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub length: Option<u32>,
     /// Instructions (a default is used otherwise).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instructions: Option<String>,
     /// Most tokens of the summary (default 256).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u32>,
+    /// A prompt template for the summary instead of the instructions and style
+    /// (`{input}`; see [`crate::prompt`]). Parts of a long input are still summarised
+    /// with Bantam's own prompt first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
 }
 
 /// `POST /v1/summarize` response.
@@ -255,6 +274,10 @@ pub struct SummarizeResponse {
     pub levels: u32,
     /// Tokens over all the generations.
     pub usage: TaskUsage,
+    /// Timings of the final summary's generation (local models; Bantam's
+    /// extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timings: Option<crate::generate::Timings>,
 }
 
 // --- Prompts ---------------------------------------------------------------
@@ -356,6 +379,7 @@ mod prompt_tests {
             length: Some(2),
             instructions: None,
             max_tokens: None,
+            prompt: None,
         };
         assert!(r
             .system_prompt()

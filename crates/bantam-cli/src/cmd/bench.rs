@@ -11,7 +11,7 @@ use std::path::Path;
 use anyhow::{bail, Result};
 use bantam_engine::config::FlashAttnSetting;
 use bantam_engine::{Engine, ModelResolver, ResolvedModel};
-use bantam_server::StoreResolver;
+use bantam_local::StoreResolver;
 use bantam_store::Store;
 use bantam_types::generate::{GenerateEvent, GenerateRequest, Prompt, SamplingParams, Timings};
 use clap::Args;
@@ -217,7 +217,11 @@ fn name(fa: FlashAttnSetting) -> &'static str {
 
 /// Short measurement after `pull`/`import`: store the faster setting with the model.
 pub fn tune_after_install(store: &Store, model: &str) -> Result<()> {
-    let resolver = StoreResolver::new(store.clone(), bantam_engine::EngineConfig::default());
+    let resolver = StoreResolver::new(
+        store.clone(),
+        bantam_engine::EngineConfig::default(),
+        bantam_engine::EngineOverrides::default(),
+    );
     let resolved = resolver.resolve(model)?;
     // Sentence encoders do not generate: there is nothing to measure (the embedder
     // runs without flash attention).
@@ -258,7 +262,11 @@ pub fn tune_after_install(store: &Store, model: &str) -> Result<()> {
 
 pub fn bench(home: &Path, a: BenchArgs) -> Result<()> {
     let store = Store::open(home)?;
-    let resolver = StoreResolver::new(store.clone(), bantam_engine::EngineConfig::default());
+    let resolver = StoreResolver::new(
+        store.clone(),
+        bantam_engine::EngineConfig::default(),
+        bantam_engine::EngineOverrides::default(),
+    );
     let resolved = resolver.resolve(&a.model)?;
     let settings = match a.flash_attention.as_str() {
         "both" => vec![FlashAttnSetting::Off, FlashAttnSetting::On],

@@ -4,6 +4,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use bantam_api::ClassifyTask;
 use bantam_types::tasks::{ClassifyExample, ClassifyRequest, LabelSpec, TextInput};
 use clap::Args;
 use serde_json::{json, Value};
@@ -154,8 +155,14 @@ pub fn classify(home: &Path, a: ClassifyArgs) -> Result<()> {
         threshold: a.threshold,
         min_confidence: a.min_confidence,
         scoring: Some(a.scoring.clone()),
+        prompt: None,
     };
-    bantam_tasks::classify::validate(&template).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // The labels, examples and options are checked before the model loads.
+    let check = ClassifyRequest {
+        input: TextInput::One("-".into()),
+        ..template.clone()
+    };
+    ClassifyTask::new(check).map_err(super::flag_error)?;
     let engine = super::load_engine(home, &a.model, 1, None, a.io.threads)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -165,8 +172,13 @@ pub fn classify(home: &Path, a: ClassifyArgs) -> Result<()> {
     let mut out = open_output(a.io.output.as_deref())?;
     for chunk in inputs.chunks(a.batch.max(1)) {
         let texts: Vec<String> = chunk.iter().map(|(_, t)| t.clone()).collect();
+        let req = ClassifyTask::new(ClassifyRequest {
+            input: TextInput::Many(texts),
+            ..template.clone()
+        })
+        .map_err(super::flag_error)?;
         let resp = rt
-            .block_on(bantam_tasks::classify(&engine, &template, &texts))
+            .block_on(bantam_tasks::classify(&engine, &req))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         for ((record, text), r) in chunk.iter().zip(resp.data) {
             if !to_file && a.io.output.is_none() {

@@ -5,10 +5,11 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use bantam_eval::prompt::{self, PromptTemplate};
-use bantam_eval::remote::{Remote, TargetSpec};
-use bantam_eval::run::{self, ItemResult, Runner, Task};
+use bantam_eval::prompt;
+use bantam_eval::remote::TargetSpec;
+use bantam_eval::run::{self, ItemResult, Target, Task};
 use bantam_eval::{dataset, report};
+use bantam_upstream::Upstream;
 use clap::Args;
 use serde_json::{json, Map, Value};
 
@@ -186,13 +187,8 @@ fn show_template(name: &str) -> Result<()> {
         "extract" => Task::Extract { schema: json!({}) },
         _ => parse_task_name(name)?,
     };
-    match prompt::default_text(&task) {
-        Some(t) => {
-            print!("{t}");
-            Ok(())
-        }
-        None => bail!("{name} has no default prompt template"),
-    }
+    print!("{}", prompt::default_text(&task));
+    Ok(())
 }
 
 fn parse_task_name(name: &str) -> Result<Task> {
@@ -206,7 +202,7 @@ fn parse_task_name(name: &str) -> Result<Task> {
 
 /// The targets, parsed, with a client for every remote one (so a missing API key
 /// stops the command before any work).
-fn targets(a: &EvalArgs) -> Result<Vec<(String, TargetSpec, Option<Remote>)>> {
+fn targets(a: &EvalArgs) -> Result<Vec<(String, TargetSpec, Option<Upstream>)>> {
     let key_env = match &a.api_key_env {
         Some(v) => Some(v.clone()),
         None => std::env::var("OPENAI_API_KEY")
@@ -215,7 +211,7 @@ fn targets(a: &EvalArgs) -> Result<Vec<(String, TargetSpec, Option<Remote>)>> {
             .map(|_| "OPENAI_API_KEY".to_string()),
     };
     let env = |k: &str| std::env::var(k).ok();
-    let mut out: Vec<(String, TargetSpec, Option<Remote>)> = Vec::new();
+    let mut out: Vec<(String, TargetSpec, Option<Upstream>)> = Vec::new();
     for t in &a.targets {
         if out.iter().any(|(n, _, _)| n == t) {
             bail!("target {t:?} is given twice");
@@ -223,9 +219,12 @@ fn targets(a: &EvalArgs) -> Result<Vec<(String, TargetSpec, Option<Remote>)>> {
         let spec = TargetSpec::parse(t)?;
         let remote = match &spec {
             TargetSpec::Local(_) => None,
-            TargetSpec::Remote { base_url, model } => {
-                Some(Remote::new(t, base_url, model, key_env.as_deref(), &env)?)
-            }
+            TargetSpec::Remote { base_url, .. } => Some(bantam_eval::remote::backend(
+                t,
+                base_url,
+                key_env.as_deref(),
+                &env,
+            )?),
         };
         out.push((t.clone(), spec, remote));
     }
@@ -379,7 +378,7 @@ fn evaluate(
     a: &EvalArgs,
     dataset: &Path,
     task_name: &str,
-    targets: &[(String, TargetSpec, Option<Remote>)],
+    targets: &[(String, TargetSpec, Option<Upstream>)],
     rt: &tokio::runtime::Runtime,
     out_dir: &Path,
     previous: Option<&Value>,
@@ -401,7 +400,7 @@ fn evaluate(
         Some(p) => {
             let text =
                 std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            Some(PromptTemplate::parse(&text, &task).with_context(|| format!("{}", p.display()))?)
+            Some(prompt::parse(&text, &task).with_context(|| format!("{}", p.display()))?)
         }
         None => None,
     };
@@ -435,18 +434,24 @@ fn evaluate(
                 items.len()
             );
         }
-        let engine = match spec {
+        let local = match spec {
             TargetSpec::Local(model) => {
                 // Restart the peak-memory mark so each target reports its own.
                 let _ = std::fs::write("/proc/self/clear_refs", "5");
-                Some(super::load_engine(home, model, 1, None, a.threads)?)
+                Some(super::local_backend(home, model, a.threads, rt)?)
             }
             TargetSpec::Remote { .. } => None,
         };
-        let runner = match (&engine, remote) {
-            (Some(e), _) => Runner::Local(e),
-            (None, Some(r)) => Runner::Remote(r),
-            (None, None) => bail!("{target}: no engine and no client"),
+        let (model, backend): (&str, &dyn bantam_api::Backend) = match (spec, &local, remote) {
+            (TargetSpec::Local(m), Some(l), _) => (m, l),
+            (TargetSpec::Remote { model, .. }, _, Some(r)) => (model, r),
+            _ => bail!("{target}: no engine and no client"),
+        };
+        let runner = Target {
+            name: target,
+            model,
+            backend,
+            local: local.is_some(),
         };
         let bar = progress(true, todo.len(), &format!("{target:>20}"));
         let mut file = std::fs::OpenOptions::new()
@@ -454,21 +459,14 @@ fn evaluate(
             .append(true)
             .open(&items_path)?;
         let mut write_err = None;
-        let outcome = rt.block_on(run::run(
-            runner,
-            target,
-            &task,
-            template.as_ref(),
-            &todo,
-            |r| {
-                let line = serde_json::to_string(&r).unwrap_or_default();
-                if let Err(e) = writeln!(file, "{line}").and_then(|()| file.flush()) {
-                    write_err.get_or_insert(e);
-                }
-                all.push(r);
-                bar.inc(1);
-            },
-        ));
+        let outcome = rt.block_on(run::run(runner, &task, template.as_ref(), &todo, |r| {
+            let line = serde_json::to_string(&r).unwrap_or_default();
+            if let Err(e) = writeln!(file, "{line}").and_then(|()| file.flush()) {
+                write_err.get_or_insert(e);
+            }
+            all.push(r);
+            bar.inc(1);
+        }));
         bar.finish_and_clear();
         if let Some(e) = write_err {
             return Err(e).context(format!("writing {}", items_path.display()));
@@ -479,9 +477,10 @@ fn evaluate(
                 items_path.display()
             );
         }
-        if engine.is_some() {
+        if local.is_some() {
             peak.insert(target.clone(), peak_rss_mb());
         }
+        drop(local);
     }
     // Summaries over everything in items.jsonl for these targets. A target that had
     // nothing left to do keeps the peak memory of the run that did its items.

@@ -4,6 +4,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use bantam_api::{ExtractTask, SummarizeTask};
 use bantam_types::tasks::{ExtractRequest, SummarizeRequest};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -152,7 +153,9 @@ pub fn extract(home: &Path, a: ExtractArgs) -> Result<()> {
                 instructions: a.instructions.clone(),
                 spans: a.spans,
                 max_tokens: None,
+                prompt: None,
             };
+            let req = ExtractTask::new(req).map_err(super::flag_error)?;
             let r = rt
                 .block_on(bantam_tasks::extract(engine, &req))
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -180,7 +183,9 @@ pub fn summarize(home: &Path, a: SummarizeArgs) -> Result<()> {
                 length: Some(a.length),
                 instructions: a.instructions.clone(),
                 max_tokens: Some(a.max_tokens),
+                prompt: None,
             };
+            let req = SummarizeTask::new(req).map_err(super::flag_error)?;
             let r = rt
                 .block_on(bantam_tasks::summarize(engine, &req))
                 .map_err(|e| anyhow::anyhow!("{e}"))?;

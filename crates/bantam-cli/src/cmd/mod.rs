@@ -13,21 +13,15 @@ pub mod usage;
 use std::path::Path;
 
 use anyhow::Result;
-use bantam_engine::{Engine, EngineConfig, ModelResolver};
-use bantam_server::StoreResolver;
+use bantam_engine::{Engine, EngineConfig, EngineOverrides, ModelResolver};
+use bantam_local::StoreResolver;
 use bantam_store::{catalog, PullOptions, Store};
 
 use crate::progress::Bars;
 
-/// Load a model for a one-shot command: installed name, catalog name (pulled first)
-/// or .gguf path, with the stored per-model options and these overrides.
-pub fn load_engine(
-    home: &Path,
-    model: &str,
-    parallel: u32,
-    ctx_size: Option<u32>,
-    threads: Option<u32>,
-) -> Result<Engine> {
+/// The store, with `model` pulled first if it is a catalog name that is not
+/// installed.
+fn store_with(home: &Path, model: &str) -> Result<Store> {
     let store = Store::open(home)?;
     if !model.ends_with(".gguf") && store.get(model).is_err() {
         if let Some(entry) = catalog::find(model) {
@@ -38,25 +32,69 @@ pub fn load_engine(
             store.pull(entry.name, &PullOptions::default(), &Bars::default())?;
         }
     }
-    let defaults = EngineConfig {
-        parallel,
-        ..EngineConfig::default()
+    Ok(store)
+}
+
+/// A local model as a backend for a one-shot command (`bantam eval`): one slot,
+/// `threads`, loaded now so that its first answer does not pay for loading.
+pub fn local_backend(
+    home: &Path,
+    model: &str,
+    threads: Option<u32>,
+    rt: &tokio::runtime::Runtime,
+) -> Result<bantam_local::LocalBackend> {
+    let store = store_with(home, model)?;
+    let overrides = EngineOverrides {
+        parallel: Some(1),
+        threads,
+        ..EngineOverrides::default()
     };
-    let resolver = StoreResolver::new(store, defaults);
-    let mut resolved = resolver.resolve(model).map_err(anyhow::Error::from)?;
-    resolved.config.parallel = parallel;
-    if let Some(c) = ctx_size {
-        resolved.config.ctx_size = c;
-    }
-    if let Some(t) = threads {
-        resolved.config.threads = t;
-    }
+    let resolver = StoreResolver::new(store.clone(), EngineConfig::default(), overrides);
+    let pool = std::sync::Arc::new(bantam_engine::ModelPool::new(
+        std::sync::Arc::new(resolver),
+        bantam_engine::PoolConfig {
+            max_loaded: 1,
+            keep_alive_secs: 0,
+        },
+    ));
+    rt.block_on(pool.preload(model))?;
+    let local = bantam_local::Local::new(pool, store, 2, 1);
+    Ok(local.backend(model, model))
+}
+
+/// Load a model for a one-shot command: installed name, catalog name (pulled first)
+/// or .gguf path, with the stored per-model options and these overrides.
+pub fn load_engine(
+    home: &Path,
+    model: &str,
+    parallel: u32,
+    ctx_size: Option<u32>,
+    threads: Option<u32>,
+) -> Result<Engine> {
+    let store = store_with(home, model)?;
+    // The command's own choices win over the model's stored options.
+    let overrides = EngineOverrides {
+        parallel: Some(parallel),
+        ctx_size,
+        threads,
+        ..EngineOverrides::default()
+    };
+    let resolver = StoreResolver::new(store, EngineConfig::default(), overrides);
+    let resolved = resolver.resolve(model).map_err(anyhow::Error::from)?;
     Ok(Engine::load(
         &resolved.name,
         &resolved.path,
         &resolved.config,
         resolved.template.as_deref(),
     )?)
+}
+
+/// A validation error about a request parameter, as the flag to fix (`--top-p`).
+pub fn flag_error(e: bantam_api::Invalid) -> anyhow::Error {
+    match e.param {
+        Some(p) => anyhow::anyhow!("--{}: {}", p.replace('_', "-"), e.message),
+        None => anyhow::anyhow!("{}", e.message),
+    }
 }
 
 /// `bantam info`.

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use bantam_api::{Endpoint, Request};
 use bantam_router::learned::{self, CalibrationPoint, Embed, RouterModel, TrainInfo, TrainOptions};
-use bantam_router::Endpoint;
 use bantam_store::Store;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -168,7 +168,7 @@ fn hex_digest(b: &[u8]) -> String {
         .collect()
 }
 
-/// The featuriser a router uses (see `bantam_server::featurise`), with a progress bar
+/// The featuriser a router uses (see `bantam_local::featurise`), with a progress bar
 /// while a static table is distilled.
 fn load_embedder(home: &Path, name: &str, threads: u32) -> Result<Arc<dyn Embed>> {
     let store = Store::open(home)?;
@@ -188,7 +188,7 @@ fn load_embedder(home: &Path, name: &str, threads: u32) -> Result<Arc<dyn Embed>
         });
         b.set_position(done as u64);
     };
-    let e = bantam_server::featuriser(&store, name, threads, &mut progress)?;
+    let e = bantam_local::featuriser(&store, name, threads, &mut progress)?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
@@ -365,8 +365,7 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 fn bench(home: &Path, a: BenchArgs) -> Result<()> {
     let text = std::fs::read_to_string(&a.config)
         .with_context(|| format!("reading {}", a.config.display()))?;
-    let cfg: bantam_server::ServerConfig =
-        toml::from_str(&text).with_context(|| format!("parsing {}", a.config.display()))?;
+    let cfg = bantam_server::ServeSettings::from_toml(&text, &a.config)?.resolve();
     if cfg.routes.is_empty() {
         bail!("{} declares no [[routes]]", a.config.display());
     }
@@ -408,12 +407,10 @@ fn bench(home: &Path, a: BenchArgs) -> Result<()> {
         let mut counts = std::collections::BTreeMap::<String, usize>::new();
         for i in 0..a.n {
             let body = json!({"model": name, "messages": [{"role": "user", "content": prompts[i % prompts.len()]}]});
+            // Parsing is the HTTP edge's work; the router's decision is timed.
+            let req = Request::parse(Endpoint::Chat, body.to_string().as_bytes())?;
             let t = Instant::now();
-            let d = rt.block_on(
-                state
-                    .router
-                    .decide(Endpoint::Chat, &body, Default::default()),
-            );
+            let d = rt.block_on(state.router.decide(&req, Default::default()));
             times.push(t.elapsed().as_secs_f64() * 1e6);
             *counts.entry(d.backend).or_default() += 1;
         }

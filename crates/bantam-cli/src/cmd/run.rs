@@ -4,9 +4,13 @@ use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use bantam_engine::template::TemplateMessage;
+use bantam_api::{ChatRequest, CompletionRequest};
 use bantam_engine::Engine;
-use bantam_types::generate::{GenerateEvent, GenerateRequest, Prompt, SamplingParams};
+use bantam_types::generate::{GenerateEvent, GenerateRequest, Prompt};
+use bantam_types::openai::{
+    ChatCompletionRequest, ChatMessage, CompletionRequest as WireCompletion, MessageContent,
+    PromptSpec, SamplingOptions,
+};
 use clap::Args;
 
 #[derive(Debug, Args)]
@@ -50,21 +54,69 @@ pub struct RunArgs {
     pub show_prompt: bool,
 }
 
+fn message(role: &str, text: &str) -> ChatMessage {
+    ChatMessage {
+        role: role.into(),
+        content: Some(MessageContent::Text(text.into())),
+        name: None,
+        tool_calls: None,
+        tool_call_id: None,
+        extra: Default::default(),
+    }
+}
+
+impl RunArgs {
+    /// The sampling flags as a request's (range-checked when it is validated).
+    fn sampling(&self) -> SamplingOptions {
+        SamplingOptions {
+            temperature: self.temperature,
+            top_p: self.top_p,
+            top_k: self.top_k,
+            seed: Some(self.seed as i64),
+            ..SamplingOptions::default()
+        }
+    }
+
+    /// The engine request for a conversation, validated as the server validates a
+    /// chat request.
+    fn chat(&self, engine: &Engine, history: &[ChatMessage]) -> Result<GenerateRequest> {
+        let wire = ChatCompletionRequest {
+            model: self.model.clone(),
+            messages: history.to_vec(),
+            max_tokens: Some(self.max_tokens),
+            sampling: self.sampling(),
+            ..ChatCompletionRequest::default()
+        };
+        let req = ChatRequest::new(wire).map_err(super::flag_error)?;
+        Ok(bantam_local::chat_generate(engine, &req)?)
+    }
+
+    /// The engine request for raw text, validated as a text completion.
+    fn raw(&self, text: String) -> Result<GenerateRequest> {
+        let wire = WireCompletion {
+            model: self.model.clone(),
+            prompt: PromptSpec::Text(text),
+            max_tokens: Some(self.max_tokens),
+            stream: None,
+            stream_options: None,
+            logprobs: None,
+            echo: None,
+            suffix: None,
+            best_of: None,
+            user: None,
+            sampling: self.sampling(),
+            extra: Default::default(),
+        };
+        let req = CompletionRequest::new(wire).map_err(super::flag_error)?;
+        Ok(req.generate(0, 0))
+    }
+}
+
 pub fn run(home: &Path, a: RunArgs) -> Result<()> {
     let engine = super::load_engine(home, &a.model, 1, a.ctx_size, a.threads)?;
-
-    let sampling = SamplingParams {
-        temperature: a
-            .temperature
-            .unwrap_or(SamplingParams::default().temperature),
-        top_p: a.top_p.unwrap_or(SamplingParams::default().top_p),
-        top_k: a.top_k.unwrap_or(SamplingParams::default().top_k),
-        seed: a.seed,
-        ..SamplingParams::default()
-    };
-    let mut history: Vec<TemplateMessage> = Vec::new();
+    let mut history: Vec<ChatMessage> = Vec::new();
     if let Some(s) = &a.system {
-        history.push(TemplateMessage::new("system", s));
+        history.push(message("system", s));
     }
 
     if let Some(p) = &a.prompt {
@@ -77,17 +129,13 @@ pub fn run(home: &Path, a: RunArgs) -> Result<()> {
         } else {
             p.clone()
         };
-        let prompt = if a.raw {
-            Prompt::Text {
-                text,
-                special: false,
-                add_bos: true,
-            }
+        let gen = if a.raw {
+            a.raw(text)?
         } else {
-            history.push(TemplateMessage::new("user", &text));
-            engine.render_chat(&history, &[])?
+            history.push(message("user", &text));
+            a.chat(&engine, &history)?
         };
-        answer(&engine, prompt, &a, &sampling)?;
+        answer(&engine, gen, &a)?;
         return Ok(());
     }
 
@@ -121,39 +169,26 @@ pub fn run(home: &Path, a: RunArgs) -> Result<()> {
             }
             _ => {}
         }
-        history.push(TemplateMessage::new("user", line));
-        let prompt = engine.render_chat(&history, &[])?;
-        let reply = answer(&engine, prompt, &a, &sampling)?;
-        history.push(TemplateMessage::new("assistant", &reply));
+        history.push(message("user", line));
+        let gen = a.chat(&engine, &history)?;
+        let reply = answer(&engine, gen, &a)?;
+        history.push(message("assistant", &reply));
     }
     Ok(())
 }
 
 /// Stream one answer to stdout; returns its text.
-fn answer(
-    engine: &Engine,
-    prompt: Prompt,
-    a: &RunArgs,
-    sampling: &SamplingParams,
-) -> Result<String> {
+fn answer(engine: &Engine, gen: GenerateRequest, a: &RunArgs) -> Result<String> {
     if a.show_prompt {
-        if let Prompt::Text { text, .. } = &prompt {
-            let toks = engine.tokenize(&prompt)?;
+        if let Prompt::Text { text, .. } = &gen.prompt {
+            let toks = engine.tokenize(&gen.prompt)?;
             eprintln!(
                 "--- prompt ({} tokens) ---\n{text}\n--- end of prompt ---\ntokens: {toks:?}",
                 toks.len()
             );
         }
     }
-    let mut events = engine.generate(GenerateRequest {
-        prompt,
-        max_tokens: Some(a.max_tokens),
-        sampling: sampling.clone(),
-        stop: Vec::new(),
-        logprobs: None,
-        ignore_eos: false,
-        constraint: None,
-    })?;
+    let mut events = engine.generate(gen)?;
     let mut out = std::io::stdout().lock();
     let mut text = String::new();
     while let Some(ev) = events.blocking_next() {

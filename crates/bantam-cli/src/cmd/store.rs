@@ -387,8 +387,11 @@ pub fn config(home: &Path, a: ConfigArgs) -> Result<()> {
         m.options.remove(k);
     }
     // Only valid engine settings are written.
-    let resolver =
-        bantam_server::StoreResolver::new(store.clone(), bantam_engine::EngineConfig::default());
+    let resolver = bantam_local::StoreResolver::new(
+        store.clone(),
+        bantam_engine::EngineConfig::default(),
+        bantam_engine::EngineOverrides::default(),
+    );
     if let Err(e) = resolver.engine_config(&m) {
         bail!("{e}");
     }

@@ -36,8 +36,7 @@ fn db_path(home: &Path, a: &UsageArgs) -> Result<PathBuf> {
     if let Some(c) = &a.config {
         let text = std::fs::read_to_string(c)
             .with_context(|| format!("reading config file {}", c.display()))?;
-        let cfg: bantam_server::ServerConfig = toml::from_str(&text)
-            .with_context(|| format!("parsing config file {}", c.display()))?;
+        let cfg = bantam_server::ServeSettings::from_toml(&text, c)?.resolve();
         if let Some(p) = cfg.usage.path {
             return Ok(p);
         }

@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::Result;
 use bantam_engine::{Engine, EngineConfig, ModelResolver};
 use bantam_eval::hardware;
-use bantam_server::StoreResolver;
+use bantam_local::StoreResolver;
 use bantam_store::Store;
 use serde_json::{json, Map, Value};
 
@@ -33,7 +33,7 @@ pub(super) fn hardware_check(
         parallel: 1,
         ..EngineConfig::default()
     };
-    let mut resolved = StoreResolver::new(store, defaults)
+    let mut resolved = StoreResolver::new(store, defaults, Default::default())
         .resolve(model)
         .map_err(anyhow::Error::from)?;
     resolved.config.parallel = 1;

@@ -13,9 +13,8 @@
 
 use std::sync::Arc;
 
+use bantam_api::features::{hashed, Embed, HashedNgrams, STATIC_PREFIX};
 use bantam_engine::{Embedder, EngineError, StaticEmbedder};
-use bantam_router::hashed::{self, HashedNgrams};
-use bantam_router::learned::{Embed, STATIC_PREFIX};
 use bantam_store::{Store, StoreError};
 
 /// Why a featuriser could not be made.

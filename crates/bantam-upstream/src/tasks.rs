@@ -10,7 +10,8 @@
 //!   `confidence` is the probability the upstream gave the label's tokens (from
 //!   `logprobs`), or 1 when it reports none.
 //! - extract: `json_schema`; the answer is validated against the schema here (an
-//!   invalid one is a backend failure, so the route falls back).
+//!   invalid one is a backend failure, so the route falls back), and `spans` found
+//!   in the input here.
 //! - summarize: one plain chat call in the requested style (`chunks` 1, `levels` 0:
 //!   a larger model is expected to take the whole text).
 //!
@@ -22,13 +23,13 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use bantam_types::tasks::{ClassifyRequest, ExtractRequest, SummarizeRequest, TaskUsage};
+use bantam_api::{BackendError, ClassifyTask, ExtractTask, Reply, Request, SummarizeTask};
+use bantam_types::generate::TemplateMessage;
+use bantam_types::tasks::TaskUsage;
 use futures::{StreamExt, TryStreamExt};
-use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value};
 
-use crate::backend::{Call, Endpoint, Reply};
-use crate::error::BackendError;
+use crate::upstream::Headers;
 
 /// Chat calls made at once for a classification with several inputs.
 const CONCURRENCY: usize = 4;
@@ -38,80 +39,87 @@ const CONCURRENCY: usize = 4;
 pub(crate) trait ChatCall: Sync {
     /// Backend name (for errors).
     fn name(&self) -> &str;
-    /// The model sent as `model`.
-    fn model(&self) -> &str;
-    /// One chat completion (complete JSON body).
-    fn chat(&self, body: Value) -> futures::future::BoxFuture<'_, Result<Value, BackendError>>;
+    /// One chat completion (complete JSON body) and the answer's headers.
+    fn chat(
+        &self,
+        body: Value,
+    ) -> futures::future::BoxFuture<'_, Result<(Value, Headers), BackendError>>;
     /// `true` until the upstream rejects `response_format` `choice`.
     fn choice_flag(&self) -> &AtomicBool;
 }
 
-/// Whether a 400/422 rejects the request field `field` (an extension the server
-/// does not know), e.g. `response_format` of type `choice`.
-pub fn rejects_field(e: &BackendError, field: &str) -> bool {
-    match e {
-        BackendError::Status {
-            status: 400 | 422,
-            message,
-            body,
-            ..
-        } => {
-            let param = body["error"]["param"].as_str().unwrap_or("");
-            param.starts_with(field) || message.contains(field)
-        }
-        _ => false,
-    }
-}
-
 fn bad_request(name: &str, message: String) -> BackendError {
-    BackendError::status(
-        name,
-        400,
-        json!({"error": {"message": message, "type": "invalid_request_error", "param": null, "code": null}}),
-    )
+    BackendError::invalid(name, None, message)
 }
 
 fn broken(name: &str, reason: String) -> BackendError {
-    BackendError::Broken {
-        backend: name.to_string(),
-        reason,
-    }
+    BackendError::broken(name, reason)
 }
 
-fn parse<T: DeserializeOwned>(up: &dyn ChatCall, body: Value) -> Result<T, BackendError> {
-    serde_json::from_value(body)
-        .map_err(|e| bad_request(up.name(), format!("invalid request: {e}")))
-}
-
-/// Answer a task call through chat completions.
-pub(crate) async fn via_chat(up: &dyn ChatCall, call: Call) -> Result<Reply, BackendError> {
-    let v = match call.endpoint {
-        Endpoint::Classify => classify(up, parse(up, call.body)?).await?,
-        Endpoint::Extract => extract(up, parse(up, call.body)?).await?,
-        Endpoint::Summarize => summarize(up, parse(up, call.body)?).await?,
-        Endpoint::Chat | Endpoint::Completions => {
+/// Answer a task request through chat completions; with the headers of the last
+/// chat answer (another Bantam's `x-bantam-*`: for one input, where it came from).
+pub(crate) async fn via_chat(
+    up: &dyn ChatCall,
+    req: &Request,
+) -> Result<(Reply, Headers), BackendError> {
+    let last = std::sync::Mutex::new(Headers::new());
+    let tracked = Tracked { up, last: &last };
+    let up: &dyn ChatCall = &tracked;
+    let v = match req {
+        Request::Classify(t) => classify(up, t).await?,
+        Request::Extract(t) => extract(up, t).await?,
+        Request::Summarize(t) => summarize(up, t).await?,
+        other => {
             return Err(bad_request(
                 up.name(),
-                format!("{} is not a task endpoint", call.endpoint.as_str()),
+                format!("{} is not a task endpoint", other.endpoint()),
             ))
         }
     };
-    Ok(Reply::Full(v))
+    let headers = std::mem::take(&mut *last.lock().unwrap_or_else(|p| p.into_inner()));
+    Ok((Reply::Full(v), headers))
+}
+
+/// Keeps the headers of the latest chat answer.
+struct Tracked<'a> {
+    up: &'a dyn ChatCall,
+    last: &'a std::sync::Mutex<Headers>,
+}
+
+impl ChatCall for Tracked<'_> {
+    fn name(&self) -> &str {
+        self.up.name()
+    }
+
+    fn chat(
+        &self,
+        body: Value,
+    ) -> futures::future::BoxFuture<'_, Result<(Value, Headers), BackendError>> {
+        Box::pin(async move {
+            let (v, h) = self.up.chat(body).await?;
+            *self.last.lock().unwrap_or_else(|p| p.into_inner()) = h.clone();
+            Ok((v, h))
+        })
+    }
+
+    fn choice_flag(&self) -> &AtomicBool {
+        self.up.choice_flag()
+    }
 }
 
 /// A deterministic chat body.
-fn chat_body(up: &dyn ChatCall, messages: Vec<Value>, max_tokens: u32) -> Value {
+fn chat_body(model: &str, messages: &[TemplateMessage], max_tokens: u32) -> Value {
+    let messages: Vec<Value> = messages
+        .iter()
+        .map(|m| json!({"role": m.role, "content": m.content}))
+        .collect();
     json!({
-        "model": up.model(),
+        "model": model,
         "messages": messages,
         "temperature": 0,
         "seed": 0,
         "max_tokens": max_tokens,
     })
-}
-
-fn msg(role: &str, content: &str) -> Value {
-    json!({"role": role, "content": content})
 }
 
 /// The first choice's message content.
@@ -180,32 +188,20 @@ struct Labelled {
     confidence: Option<f32>,
 }
 
-async fn classify(up: &dyn ChatCall, req: ClassifyRequest) -> Result<Value, BackendError> {
-    let names: Vec<String> = req.labels.iter().map(|l| l.name().to_string()).collect();
-    let mut head = vec![msg("system", &req.system_prompt())];
-    for e in &req.examples {
-        head.push(msg("user", &e.input));
-        head.push(msg("assistant", &e.label));
-    }
-    let texts = req.input.clone().into_vec();
-    if texts.is_empty() {
-        return Err(bad_request(up.name(), "give at least one text".into()));
-    }
+async fn classify(up: &dyn ChatCall, req: &ClassifyTask) -> Result<Value, BackendError> {
+    let names = req.label_names();
     let longest = names.iter().map(|n| n.len()).max().unwrap_or(0) as u32;
     let max_tokens = if req.multi_label {
         16 + (longest + 8) * names.len() as u32
     } else {
         16 + longest
     };
-    let one = |text: String| {
-        let mut messages = head.clone();
-        messages.push(msg("user", &text));
-        let body = chat_body(up, messages, max_tokens);
-        let names = &names;
+    let one = |text: &String| {
+        let body = chat_body(&req.model, &req.messages(text), max_tokens);
         let multi = req.multi_label;
         async move { label_one(up, body, names, multi).await }
     };
-    let results: Vec<(Labelled, Value)> = futures::stream::iter(texts.into_iter().map(one))
+    let results: Vec<(Labelled, Value)> = futures::stream::iter(req.texts().iter().map(one))
         .buffered(CONCURRENCY)
         .try_collect()
         .await?;
@@ -254,8 +250,8 @@ async fn label_one(
     if !multi && up.choice_flag().load(Ordering::Relaxed) {
         let mut b = body.clone();
         b["response_format"] = json!({"type": "choice", "choices": names});
-        match up.chat(b).await {
-            Err(e) if rejects_field(&e, "response_format") => {
+        match up.chat(b).await.map(|(v, _)| v) {
+            Err(e) if e.rejects_field("response_format") => {
                 up.choice_flag().store(false, Ordering::Relaxed);
             }
             Err(e) => return Err(e),
@@ -301,7 +297,7 @@ async fn label_one(
             },
         },
     });
-    let v = up.chat(body).await?;
+    let (v, _) = up.chat(body).await?;
     let text = content(up, &v)?;
     let parsed: Value = serde_json::from_str(text.trim())
         .map_err(|e| broken(up.name(), format!("the answer is not JSON ({e}): {text:?}")))?;
@@ -353,16 +349,15 @@ fn find_label(names: &[String], answer: &str) -> Option<String> {
         .cloned()
 }
 
-async fn extract(up: &dyn ChatCall, req: ExtractRequest) -> Result<Value, BackendError> {
+async fn extract(up: &dyn ChatCall, req: &ExtractTask) -> Result<Value, BackendError> {
     let validator = bantam_structured::Validator::schema(&req.schema)
         .map_err(|e| bad_request(up.name(), format!("schema: {e}")))?;
-    let messages = vec![msg("system", &req.system_prompt()), msg("user", &req.input)];
-    let mut body = chat_body(up, messages, req.max_tokens.unwrap_or(1024));
+    let mut body = chat_body(&req.model, &req.messages(), req.max_tokens());
     body["response_format"] = json!({
         "type": "json_schema",
         "json_schema": {"name": "extraction", "schema": req.schema},
     });
-    let v = up.chat(body).await?;
+    let (v, _) = up.chat(body).await?;
     let text = content(up, &v)?.trim().to_string();
     validator.check(&text).map_err(|e| {
         broken(
@@ -374,18 +369,22 @@ async fn extract(up: &dyn ChatCall, req: ExtractRequest) -> Result<Value, Backen
         .map_err(|e| broken(up.name(), format!("the answer is not JSON ({e})")))?;
     let mut usage = TaskUsage::default();
     add_usage(&mut usage, &v);
-    Ok(json!({
+    let mut out = json!({
         "object": "extraction",
         "model": req.model,
         "data": data,
         "usage": usage,
-    }))
+    });
+    if req.spans {
+        // Where each value appears in the input, as a local extraction reports.
+        out["spans"] = Value::Object(bantam_types::spans::spans(&req.input, &out["data"]));
+    }
+    Ok(out)
 }
 
-async fn summarize(up: &dyn ChatCall, req: SummarizeRequest) -> Result<Value, BackendError> {
-    let messages = vec![msg("system", &req.system_prompt()), msg("user", &req.input)];
-    let max_tokens = req.max_tokens.unwrap_or(256).clamp(16, 2048);
-    let v = up.chat(chat_body(up, messages, max_tokens)).await?;
+async fn summarize(up: &dyn ChatCall, req: &SummarizeTask) -> Result<Value, BackendError> {
+    let body = chat_body(&req.model, &req.messages(&req.input), req.max_tokens());
+    let (v, _) = up.chat(body).await?;
     let summary = content(up, &v)?.trim().to_string();
     let mut usage = TaskUsage::default();
     add_usage(&mut usage, &v);
@@ -404,6 +403,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
+    use bantam_api::Endpoint;
 
     /// A scripted upstream: answers each chat body with the next closure result and
     /// records the bodies.
@@ -419,12 +419,17 @@ mod tests {
         fn name(&self) -> &str {
             "large"
         }
-        fn model(&self) -> &str {
-            "big-model"
-        }
-        fn chat(&self, body: Value) -> futures::future::BoxFuture<'_, Result<Value, BackendError>> {
+        fn chat(
+            &self,
+            body: Value,
+        ) -> futures::future::BoxFuture<'_, Result<(Value, Headers), BackendError>> {
             self.bodies.lock().unwrap().push(body.clone());
-            let r = (self.answer)(&body);
+            let r = (self.answer)(&body).map(|v| {
+                (
+                    v,
+                    vec![("x-bantam-backend".to_string(), "large".to_string())],
+                )
+            });
             Box::pin(async move { r })
         }
         fn choice_flag(&self) -> &AtomicBool {
@@ -453,15 +458,15 @@ mod tests {
         })
     }
 
-    fn call(endpoint: Endpoint, body: Value) -> Call {
-        Call {
-            endpoint,
-            body,
-            stream: false,
-        }
+    fn call(endpoint: Endpoint, body: Value) -> Request {
+        Request::parse(endpoint, body.to_string().as_bytes()).expect("a valid task request")
     }
 
-    fn full(r: Reply) -> Value {
+    fn full((r, headers): (Reply, Headers)) -> Value {
+        assert_eq!(
+            headers,
+            vec![("x-bantam-backend".to_string(), "large".to_string())]
+        );
         match r {
             Reply::Full(v) => v,
             Reply::Stream(_) => panic!("stream"),
@@ -485,7 +490,11 @@ mod tests {
             "labels": ["billing", {"label": "tech", "description": "technical"}],
             "examples": [{"input": "card charged twice", "label": "billing"}],
         });
-        let v = full(via_chat(&up, call(Endpoint::Classify, body)).await.unwrap());
+        let v = full(
+            via_chat(&up, &call(Endpoint::Classify, body))
+                .await
+                .unwrap(),
+        );
         assert_eq!(v["data"][0]["label"], "billing");
         assert_eq!(v["data"][1]["label"], "tech");
         let c0 = v["data"][0]["confidence"].as_f64().unwrap();
@@ -507,7 +516,7 @@ mod tests {
     async fn classify_falls_back_to_a_json_schema_enum_once_choice_is_rejected() {
         let up = script(|b| {
             if b["response_format"]["type"] == "choice" {
-                return Err(BackendError::status(
+                return Err(BackendError::from_http(
                     "large",
                     400,
                     json!({"error": {"message": "Invalid value: 'choice'.", "param": "response_format.type"}}),
@@ -528,7 +537,7 @@ mod tests {
         });
         let req =
             json!({"model": "m", "input": ["x", "y"], "labels": ["a", "b"], "min_confidence": 0.7});
-        let v = full(via_chat(&up, call(Endpoint::Classify, req)).await.unwrap());
+        let v = full(via_chat(&up, &call(Endpoint::Classify, req)).await.unwrap());
         // Only the label's own token counts; below min_confidence the label is null.
         let c = v["data"][0]["confidence"].as_f64().unwrap();
         assert!((c - (-0.5f64).exp()).abs() < 1e-6, "{c}");
@@ -559,7 +568,7 @@ mod tests {
         });
         let req =
             json!({"model": "m", "input": "x", "labels": ["a", "b", "c"], "multi_label": true});
-        let v = full(via_chat(&up, call(Endpoint::Classify, req)).await.unwrap());
+        let v = full(via_chat(&up, &call(Endpoint::Classify, req)).await.unwrap());
         assert_eq!(v["data"][0]["labels"], json!(["b", "a"]));
         assert_eq!(v["data"][0]["label"], "b");
         // No logprobs reported: confidence 1, as documented.
@@ -570,7 +579,7 @@ mod tests {
     async fn an_answer_that_is_not_a_label_is_a_backend_failure() {
         let up = script(|_| Ok(answer("I think it is billing", &[])));
         let req = json!({"model": "m", "input": "x", "labels": ["billing", "tech"]});
-        let e = via_chat(&up, call(Endpoint::Classify, req))
+        let e = via_chat(&up, &call(Endpoint::Classify, req))
             .await
             .unwrap_err();
         assert!(e.falls_back() && !e.retryable(), "{e}");
@@ -592,7 +601,7 @@ mod tests {
         });
         let req = json!({"model": "m", "input": "order 4521", "schema": schema});
         let v = full(
-            via_chat(&good, call(Endpoint::Extract, req.clone()))
+            via_chat(&good, &call(Endpoint::Extract, req.clone()))
                 .await
                 .unwrap(),
         );
@@ -600,7 +609,7 @@ mod tests {
         assert_eq!(v["object"], "extraction");
         assert_eq!(v["usage"]["completion_tokens"], 3);
         let bad = script(|_| Ok(answer("{\"n\": \"many\"}", &[])));
-        let e = via_chat(&bad, call(Endpoint::Extract, req))
+        let e = via_chat(&bad, &call(Endpoint::Extract, req))
             .await
             .unwrap_err();
         assert!(e.falls_back(), "{e}");
@@ -616,21 +625,16 @@ mod tests {
             Ok(answer("- one\n- two\n", &[]))
         });
         let req = json!({"model": "m", "input": "long text", "style": "bullets", "length": 2, "max_tokens": 100});
-        let v = full(via_chat(&up, call(Endpoint::Summarize, req)).await.unwrap());
+        let v = full(
+            via_chat(&up, &call(Endpoint::Summarize, req))
+                .await
+                .unwrap(),
+        );
         assert_eq!(v["summary"], "- one\n- two");
         assert_eq!(
             (v["chunks"].clone(), v["levels"].clone()),
             (json!(1), json!(0))
         );
-    }
-
-    #[tokio::test]
-    async fn malformed_task_bodies_are_client_errors() {
-        let up = script(|_| panic!("no call expected"));
-        let e = via_chat(&up, call(Endpoint::Classify, json!({"model": "m"})))
-            .await
-            .unwrap_err();
-        assert!(!e.falls_back(), "{e}");
     }
 
     #[test]

@@ -1,18 +1,17 @@
-//! `POST /v1/completions` (legacy text completions).
+//! Text completions on a local model: every prompt × `n` choices submitted at once
+//! (they decode together; choice i of a prompt is seeded seed + i), as a
+//! `text_completion` or a stream of them.
 
-use bantam_engine::ModelPool;
-use bantam_router::Reply;
+use bantam_api::{BackendError, CompletionRequest, Reply};
+use bantam_engine::{Engine, EngineError};
 use bantam_types::generate::{FinishReason, GenerateEvent, LogprobEntry, Prompt, Usage};
-use bantam_types::openai::{
-    Completion, CompletionChoice, CompletionLogprobs, CompletionRequest, UsageBody,
-};
+use bantam_types::openai::{Completion, CompletionChoice, CompletionLogprobs, UsageBody};
 use futures::StreamExt;
 
-use super::chat::{async_stream, send_json, to_value};
-use super::usage_body;
-use crate::error::ApiError;
-use crate::state::{fingerprint, unix_now};
-use crate::validate;
+use crate::chat::{check_vocab, fingerprint, unix_now};
+use crate::error;
+use crate::stream::{async_stream, send_json, to_value};
+use crate::usage_body;
 
 /// Append logprob entries to the legacy format, tracking character offsets.
 fn push_logprobs(lp: &mut CompletionLogprobs, entries: &[LogprobEntry], offset: &mut u32) {
@@ -29,31 +28,44 @@ fn push_logprobs(lp: &mut CompletionLogprobs, entries: &[LogprobEntry], offset: 
     }
 }
 
-/// Answer a text-completion request with a local model (the local backend's
-/// completions call). `backend` names the backend in stream errors.
-pub(crate) async fn local_completions(
-    pool: &ModelPool,
+/// Answer a text-completion request with a local model. `backend` names the
+/// backend in errors.
+pub(crate) async fn completions(
+    engine: &Engine,
     backend: &str,
-    req: CompletionRequest,
-) -> Result<Reply, ApiError> {
-    let engine = pool.get(&req.model).await?;
-    let v = validate::completion(&req, engine.info().n_vocab)?;
-    // Submit every prompt before waiting: they decode together.
-    let mut streams = Vec::with_capacity(v.prompts.len());
-    let mut echoes = Vec::with_capacity(v.prompts.len());
-    for p in &v.prompts {
-        let mut gen = v.gen.clone();
-        gen.prompt = p.clone();
-        echoes.push(match p {
-            Prompt::Text { text, .. } if v.echo => text.clone(),
-            Prompt::Tokens(t) if v.echo => engine.model().detokenize(t, false),
-            _ => String::new(),
-        });
-        streams.push(engine.generate(gen)?);
+    req: &CompletionRequest,
+) -> Result<Reply, BackendError> {
+    let err = |e| error::engine(backend, e);
+    // Submit every prompt's choices before waiting: they decode together. Choice
+    // `p * n + i` is prompt p's i-th.
+    let n = req.n();
+    let mut streams = Vec::with_capacity(req.prompts().len() * n as usize);
+    let mut echoes = Vec::with_capacity(streams.capacity());
+    for (p, prompt) in req.prompts().iter().enumerate() {
+        for i in 0..n {
+            let gen = req.generate(p, i);
+            if i == 0 {
+                check_vocab(engine, &gen).map_err(|e| match e {
+                    EngineError::BadToken(id) => BackendError::invalid(
+                        backend,
+                        Some("logit_bias"),
+                        format!("token id {id} is outside the model's vocabulary"),
+                    ),
+                    other => err(other),
+                })?;
+            }
+            echoes.push(match prompt {
+                Prompt::Text { text, .. } if req.echo() => text.clone(),
+                Prompt::Tokens(t) if req.echo() => engine.model().detokenize(t, false),
+                _ => String::new(),
+            });
+            streams.push(engine.generate(gen).map_err(err)?);
+        }
     }
     let id = format!("cmpl-{}", uuid::Uuid::new_v4().simple());
-    let want_lp = v.gen.logprobs.is_some();
-    let model = req.model.clone();
+    let want_lp = req.logprobs();
+    let per_prompt = n as usize;
+    let model = req.model().to_string();
     let make = move |choices: Vec<CompletionChoice>, usage: Option<UsageBody>| Completion {
         id: id.clone(),
         object: "text_completion".into(),
@@ -64,8 +76,8 @@ pub(crate) async fn local_completions(
         usage,
     };
 
-    if v.stream {
-        let include_usage = v.include_usage;
+    if req.stream() {
+        let include_usage = req.include_usage();
         let backend = backend.to_string();
         let n = streams.len();
         let s = async_stream(move |tx| async move {
@@ -106,7 +118,7 @@ pub(crate) async fn local_completions(
                         usage,
                         ..
                     }) => {
-                        add_usage(&mut total, &usage);
+                        add_usage(&mut total, &usage, i % per_prompt == 0);
                         if !send_json(
                             &tx,
                             &make(
@@ -124,7 +136,7 @@ pub(crate) async fn local_completions(
                         }
                     }
                     Err(e) => {
-                        let _ = tx.send(Err(ApiError::from(e).for_backend(&backend))).await;
+                        let _ = tx.send(Err(error::engine(&backend, e))).await;
                         break;
                     }
                 }
@@ -144,7 +156,7 @@ pub(crate) async fn local_completions(
         let mut offset = text.chars().count() as u32;
         let mut finish = None;
         while let Some(ev) = s.next().await {
-            match ev? {
+            match ev.map_err(err)? {
                 GenerateEvent::Delta { text: t, logprobs } => {
                     push_logprobs(&mut lp, &logprobs, &mut offset);
                     text.push_str(&t);
@@ -154,12 +166,12 @@ pub(crate) async fn local_completions(
                     usage,
                     ..
                 } => {
-                    add_usage(&mut total, &usage);
+                    add_usage(&mut total, &usage, i % per_prompt == 0);
                     finish = Some(finish_reason);
                 }
             }
         }
-        let finish = finish.ok_or_else(|| ApiError::from(bantam_engine::EngineError::Stopped))?;
+        let finish = finish.ok_or_else(|| err(EngineError::Stopped))?;
         choices.push(choice(i, text, want_lp.then_some(lp), Some(finish)));
     }
     Ok(Reply::Full(to_value(&make(
@@ -182,9 +194,13 @@ fn choice(
     }
 }
 
-fn add_usage(total: &mut Usage, u: &Usage) {
-    total.prompt_tokens += u.prompt_tokens;
+/// Add a choice's usage; a prompt's tokens count once however many choices it has
+/// (`first`: this is the prompt's first choice).
+fn add_usage(total: &mut Usage, u: &Usage, first: bool) {
+    if first {
+        total.prompt_tokens += u.prompt_tokens;
+        total.cached_tokens += u.cached_tokens;
+    }
     total.completion_tokens += u.completion_tokens;
-    total.cached_tokens += u.cached_tokens;
     total.compute_us += u.compute_us;
 }

@@ -8,18 +8,18 @@ use bantam_structured::check_schema;
 use bantam_types::generate::{OutputConstraint, ToolSpec};
 use serde_json::{json, Value};
 
-use crate::error::ApiError;
+use super::Invalid;
 
-fn bad(param: &str, msg: impl Into<String>) -> ApiError {
-    ApiError::invalid(Some(param), msg)
+fn bad(param: &str, msg: impl Into<String>) -> Invalid {
+    Invalid::param(param, msg)
 }
 
-fn schema_error(param: &str, e: bantam_structured::StructuredError) -> ApiError {
+fn schema_error(param: &str, e: bantam_structured::StructuredError) -> Invalid {
     bad(param, e.to_string())
 }
 
 /// Parse `response_format`.
-pub(crate) fn response_format(rf: &Value) -> Result<Option<OutputConstraint>, ApiError> {
+pub fn response_format(rf: &Value) -> Result<Option<OutputConstraint>, Invalid> {
     const P: &str = "response_format";
     let kind = rf.get("type").and_then(Value::as_str).ok_or_else(|| {
         bad(
@@ -27,7 +27,7 @@ pub(crate) fn response_format(rf: &Value) -> Result<Option<OutputConstraint>, Ap
             "response_format.type is required: text, json_object, json_schema, regex, choice or grammar",
         )
     })?;
-    let text_field = |field: &str| -> Result<String, ApiError> {
+    let text_field = |field: &str| -> Result<String, Invalid> {
         rf.get(field)
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
@@ -86,7 +86,7 @@ fn valid_name(n: &str) -> bool {
 }
 
 /// Parse `tools`.
-pub(crate) fn tools(v: &Value) -> Result<Vec<ToolSpec>, ApiError> {
+pub fn tools(v: &Value) -> Result<Vec<ToolSpec>, Invalid> {
     let arr = v
         .as_array()
         .ok_or_else(|| bad("tools", "tools must be a list"))?;
@@ -132,14 +132,18 @@ pub(crate) fn tools(v: &Value) -> Result<Vec<ToolSpec>, ApiError> {
 
 /// What `tool_choice` asks for.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum ToolChoice {
+pub enum ToolChoice {
+    /// No tool may be called (the model is not told about them).
     None,
+    /// The model decides.
     Auto,
+    /// At least one call.
     Required,
+    /// This function.
     Named(String),
 }
 
-pub(crate) fn tool_choice(v: Option<&Value>) -> Result<ToolChoice, ApiError> {
+pub fn tool_choice(v: Option<&Value>) -> Result<ToolChoice, Invalid> {
     const P: &str = "tool_choice";
     Ok(match v {
         None => ToolChoice::Auto,
@@ -167,11 +171,11 @@ pub(crate) fn tool_choice(v: Option<&Value>) -> Result<ToolChoice, ApiError> {
 }
 
 /// The constraint for tools + choice (None when no tool may be called).
-pub(crate) fn tool_constraint(
+pub fn tool_constraint(
     specs: &[ToolSpec],
     choice: &ToolChoice,
     parallel: bool,
-) -> Result<Option<OutputConstraint>, ApiError> {
+) -> Result<Option<OutputConstraint>, Invalid> {
     if specs.is_empty() {
         return match choice {
             ToolChoice::Required | ToolChoice::Named(_) => Err(bad(
@@ -242,7 +246,7 @@ mod tests {
             ),
         ] {
             let e = response_format(&bad_rf).unwrap_err();
-            assert_eq!(e.body.param.as_deref(), Some(param), "{bad_rf}");
+            assert_eq!(e.param.as_deref(), Some(param), "{bad_rf}");
         }
     }
 

@@ -1,56 +1,68 @@
 //! An OpenAI-compatible upstream (another Bantam, vLLM, llama-server, a hosted API).
 
-use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bantam_api::{Backend, BackendError, Call, ChunkStream, Endpoint, Reply};
 use futures::future::BoxFuture;
 use futures::StreamExt;
 use serde_json::Value;
 
-use crate::backend::{Backend, Call, ChunkStream, Reply};
-use crate::config::{BackendConfig, TaskApi};
-use crate::error::{truncate, BackendError, ConfigError};
 use crate::sse::SseParser;
+
+/// How to reach an upstream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamConfig {
+    /// Backend name (in errors, headers and the ledger).
+    pub name: String,
+    /// Base URL up to and including `/v1`, without a trailing slash.
+    pub base_url: String,
+    /// API key, sent as a bearer token.
+    pub api_key: Option<String>,
+    /// Seconds to wait for the response headers, and at most between two streamed
+    /// chunks.
+    pub timeout_secs: f64,
+    /// Seconds to wait for a TCP connection.
+    pub connect_timeout_secs: f64,
+    /// Send task requests to the upstream's own task endpoints (another Bantam)
+    /// instead of translating them into chat completions.
+    pub native_tasks: bool,
+}
 
 /// A remote backend.
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    cfg: BackendConfig,
-    base: String,
-    key: Option<String>,
+    cfg: Arc<UpstreamConfig>,
     client: reqwest::Client,
     /// Accepts `response_format` `choice` (until it rejects it once).
     choice: Arc<AtomicBool>,
 }
 
+/// Headers of an answer (names lower-cased; values that are not visible ASCII are
+/// left out).
+pub use bantam_api::Headers;
+
 impl Upstream {
-    /// A backend from its configuration; the base URL and the key are read through
-    /// `env` now (a missing variable is an error that names it).
-    pub fn new(
-        cfg: BackendConfig,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Self, ConfigError> {
-        let base = cfg.resolve_base_url(env)?;
-        let key = match &cfg.api_key_env {
-            Some(var) => Some(env(var).filter(|k| !k.is_empty()).ok_or_else(|| {
-                ConfigError(format!(
-                    "backend {:?}: environment variable {var} (its API key) is not set",
-                    cfg.name
-                ))
-            })?),
-            None => None,
-        };
+    /// A backend from its configuration; `Err` names what is wrong.
+    pub fn new(cfg: UpstreamConfig) -> Result<Self, String> {
+        let url = &cfg.base_url;
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(format!(
+                "backend {:?}: base URL {url:?} must start with http:// or https://",
+                cfg.name
+            ));
+        }
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs_f64(cfg.connect_timeout_secs))
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
-            .map_err(|e| ConfigError(format!("backend {:?}: HTTP client: {e}", cfg.name)))?;
+            .map_err(|e| format!("backend {:?}: HTTP client: {e}", cfg.name))?;
         Ok(Self {
-            cfg,
-            base,
-            key,
+            cfg: Arc::new(UpstreamConfig {
+                base_url: url.trim_end_matches('/').to_string(),
+                ..cfg
+            }),
             client,
             choice: Arc::new(AtomicBool::new(true)),
         })
@@ -58,7 +70,7 @@ impl Upstream {
 
     /// The base URL in use.
     pub fn base_url(&self) -> &str {
-        &self.base
+        &self.cfg.base_url
     }
 
     fn unreachable(&self, e: &reqwest::Error) -> BackendError {
@@ -70,45 +82,46 @@ impl Upstream {
             cause = s.to_string();
             src = s.source();
         }
+        let backend = self.cfg.name.clone();
+        if e.is_timeout() {
+            return BackendError::Timeout {
+                backend,
+                reason: format!("timeout: {cause}"),
+            };
+        }
         let what = if e.is_connect() {
             "connect"
-        } else if e.is_timeout() {
-            "timeout"
         } else if e.is_body() || e.is_decode() {
             "reading the response"
         } else {
             "request"
         };
-        BackendError::Unreachable {
-            backend: self.cfg.name.clone(),
+        BackendError::Unavailable {
+            backend,
             reason: format!("{what}: {cause}"),
-            timeout: e.is_timeout(),
         }
     }
 
     fn timeout(&self, what: &str) -> BackendError {
-        BackendError::Unreachable {
+        BackendError::Timeout {
             backend: self.cfg.name.clone(),
             reason: format!("no {what} within {} s", self.cfg.timeout_secs),
-            timeout: true,
         }
     }
 
-    async fn run(&self, call: Call) -> Result<Reply, BackendError> {
-        self.call_with_headers(call).await.map(|(reply, _)| reply)
-    }
-
-    /// Like [`Backend::call`], also returning the response's headers (names
-    /// lower-cased; values that are not visible ASCII are left out), e.g. another
-    /// Bantam's `x-bantam-backend` and `x-bantam-cost-usd`. Task endpoints are sent
-    /// as they are (no translation into chat).
-    pub async fn call_with_headers(
+    /// POST `body` to `endpoint` and read the answer: a JSON body, or the chunks of a
+    /// stream when `stream`; with the response's headers (e.g. another Bantam's
+    /// `x-bantam-backend` and `x-bantam-cost-usd`). Task endpoints are posted as
+    /// they are (no translation into chat).
+    pub async fn post(
         &self,
-        call: Call,
-    ) -> Result<(Reply, HashMap<String, String>), BackendError> {
-        let url = format!("{}{}", self.base, call.endpoint.path());
-        let mut req = self.client.post(&url).json(&call.body);
-        if let Some(k) = &self.key {
+        endpoint: Endpoint,
+        body: &Value,
+        stream: bool,
+    ) -> Result<(Reply, Headers), BackendError> {
+        let url = format!("{}{}", self.cfg.base_url, endpoint.path());
+        let mut req = self.client.post(&url).json(body);
+        if let Some(k) = &self.cfg.api_key {
             req = req.bearer_auth(k);
         }
         let limit = Duration::from_secs_f64(self.cfg.timeout_secs);
@@ -118,12 +131,12 @@ impl Upstream {
             Ok(Ok(r)) => r,
         };
         let status = resp.status().as_u16();
-        let headers: HashMap<String, String> = resp
+        let headers: Headers = resp
             .headers()
             .iter()
             .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
             .collect();
-        if status >= 400 || !call.stream {
+        if status >= 400 || !stream {
             let bytes = match tokio::time::timeout(limit, resp.bytes()).await {
                 Err(_) => return Err(self.timeout("response body")),
                 Ok(Err(e)) => return Err(self.unreachable(&e)),
@@ -132,14 +145,36 @@ impl Upstream {
             let body: Value = serde_json::from_slice(&bytes)
                 .unwrap_or_else(|_| Value::String(truncate(&String::from_utf8_lossy(&bytes), 500)));
             if status >= 400 {
-                return Err(BackendError::status(&self.cfg.name, status, body));
+                let mut e = BackendError::from_http(&self.cfg.name, status, body);
+                if let BackendError::Overloaded {
+                    retry_after_secs, ..
+                } = &mut e
+                {
+                    *retry_after_secs =
+                        header(&headers, "retry-after").and_then(|v| v.parse().ok());
+                }
+                return Err(e);
             }
             if !body.is_object() {
-                return Err(BackendError::status(&self.cfg.name, 502, body));
+                return Err(BackendError::broken(
+                    &self.cfg.name,
+                    format!(
+                        "the answer is not a JSON object: {}",
+                        truncate(&body.to_string(), 200)
+                    ),
+                ));
             }
             return Ok((Reply::Full(body), headers));
         }
         Ok((Reply::Stream(self.chunks(resp, limit)), headers))
+    }
+
+    async fn run(&self, call: Call) -> Result<(Reply, Headers), BackendError> {
+        let r = &call.request;
+        if r.endpoint().is_task() && !self.cfg.native_tasks {
+            return crate::tasks::via_chat(self, r).await;
+        }
+        self.post(r.endpoint(), &r.to_json(), r.stream()).await
     }
 
     fn chunks(&self, resp: reqwest::Response, idle: Duration) -> ChunkStream {
@@ -169,7 +204,7 @@ impl Upstream {
                     let item = match serde_json::from_str::<Value>(&data) {
                         Ok(v) if v.get("error").is_some() => {
                             st.done = true;
-                            Err(BackendError::status(&st.me.cfg.name, 502, v))
+                            Err(BackendError::from_http(&st.me.cfg.name, 502, v))
                         }
                         Ok(v) => Ok(v),
                         Err(e) => {
@@ -199,7 +234,7 @@ impl Upstream {
                         st.done = true;
                         let e = BackendError::Broken {
                             backend: st.me.cfg.name.clone(),
-                            reason: st.me.unreachable(&e).to_string(),
+                            reason: st.me.unreachable(&e).message().to_string(),
                         };
                         return Some((Err(e), st));
                     }
@@ -224,14 +259,18 @@ impl Upstream {
 }
 
 impl Backend for Upstream {
-    fn config(&self) -> &BackendConfig {
-        &self.cfg
+    fn name(&self) -> &str {
+        &self.cfg.name
     }
 
     fn call(&self, call: Call) -> BoxFuture<'_, Result<Reply, BackendError>> {
-        if call.endpoint.is_task() && self.cfg.tasks == TaskApi::Chat {
-            return Box::pin(crate::tasks::via_chat(self, call));
-        }
+        Box::pin(async move { self.run(call).await.map(|(r, _)| r) })
+    }
+
+    fn call_with_headers(
+        &self,
+        call: Call,
+    ) -> BoxFuture<'_, Result<(Reply, Headers), BackendError>> {
         Box::pin(self.run(call))
     }
 }
@@ -241,28 +280,34 @@ impl crate::tasks::ChatCall for Upstream {
         &self.cfg.name
     }
 
-    fn model(&self) -> &str {
-        &self.cfg.model
-    }
-
-    fn chat(&self, body: Value) -> BoxFuture<'_, Result<Value, BackendError>> {
+    fn chat(&self, body: Value) -> BoxFuture<'_, Result<(Value, Headers), BackendError>> {
         Box::pin(async move {
-            let call = Call {
-                endpoint: crate::backend::Endpoint::Chat,
-                body,
-                stream: false,
-            };
-            match self.run(call).await? {
-                Reply::Full(v) => Ok(v),
-                Reply::Stream(_) => Err(BackendError::Broken {
-                    backend: self.cfg.name.clone(),
-                    reason: "streamed answer to a non-streaming request".into(),
-                }),
+            match self.post(Endpoint::Chat, &body, false).await? {
+                (Reply::Full(v), h) => Ok((v, h)),
+                (Reply::Stream(_), _) => Err(BackendError::broken(
+                    &self.cfg.name,
+                    "streamed answer to a non-streaming request",
+                )),
             }
         })
     }
 
     fn choice_flag(&self) -> &AtomicBool {
         &self.choice
+    }
+}
+
+/// A header's value (names are lower-case).
+pub fn header<'a>(h: &'a Headers, name: &str) -> Option<&'a str> {
+    h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+pub(crate) fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(n).collect();
+        t.push_str("...");
+        t
     }
 }

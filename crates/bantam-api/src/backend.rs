@@ -1,8 +1,9 @@
-//! The one interface every backend implements: an OpenAI-shaped call in, an
+//! The one interface every backend implements: a validated [`Request`] in, an
 //! OpenAI-shaped answer (a JSON body or a stream of chunks) out.
 //!
-//! Local models implement it in `bantam-server` (they need the engine pool and the
-//! request validation); OpenAI-compatible upstreams in [`crate::upstream`].
+//! Local models implement it in `bantam-local` (over the engine pool), OpenAI-
+//! compatible servers in `bantam-upstream`; the router and `bantam eval` call both
+//! the same way.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -11,87 +12,28 @@ use futures::future::BoxFuture;
 use futures::Stream;
 use serde_json::Value;
 
-use crate::config::BackendConfig;
 use crate::error::BackendError;
+use crate::features::Embed;
+use crate::request::Request;
 
-/// Which endpoint a call is for: OpenAI's chat and completions, or one of Bantam's
-/// task endpoints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    /// `/v1/chat/completions`.
-    Chat,
-    /// `/v1/completions`.
-    Completions,
-    /// `/v1/classify` (a `ClassifyRequest` body).
-    Classify,
-    /// `/v1/extract` (an `ExtractRequest` body).
-    Extract,
-    /// `/v1/summarize` (a `SummarizeRequest` body).
-    Summarize,
-}
-
-impl Endpoint {
-    /// Every endpoint.
-    pub const ALL: [Endpoint; 5] = [
-        Endpoint::Chat,
-        Endpoint::Completions,
-        Endpoint::Classify,
-        Endpoint::Extract,
-        Endpoint::Summarize,
-    ];
-
-    /// `chat`, `completions`, `classify`, `extract` or `summarize` (as in rules and
-    /// the ledger).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Endpoint::Chat => "chat",
-            Endpoint::Completions => "completions",
-            Endpoint::Classify => "classify",
-            Endpoint::Extract => "extract",
-            Endpoint::Summarize => "summarize",
-        }
-    }
-
-    /// The endpoint named `s` (see [`Endpoint::as_str`]).
-    pub fn parse(s: &str) -> Option<Endpoint> {
-        Self::ALL.into_iter().find(|e| e.as_str() == s)
-    }
-
-    /// The path below the base URL.
-    pub fn path(self) -> &'static str {
-        match self {
-            Endpoint::Chat => "/chat/completions",
-            Endpoint::Completions => "/completions",
-            Endpoint::Classify => "/classify",
-            Endpoint::Extract => "/extract",
-            Endpoint::Summarize => "/summarize",
-        }
-    }
-
-    /// One of Bantam's task endpoints (never streamed; an OpenAI-compatible upstream
-    /// answers them through chat completions).
-    pub fn is_task(self) -> bool {
-        matches!(
-            self,
-            Endpoint::Classify | Endpoint::Extract | Endpoint::Summarize
-        )
-    }
-}
-
-/// One call to one backend.
+/// One call to one backend: the request, its `model` already the backend's own
+/// name for the model. A streaming chat or completion call asks for the usage chunk
+/// (the router removes it again when the client did not).
 #[derive(Debug, Clone)]
 pub struct Call {
-    /// Endpoint.
-    pub endpoint: Endpoint,
-    /// The client's JSON body, `model` replaced by the backend's model; a streaming
-    /// call always asks for the usage chunk (the router removes it again when the
-    /// client did not ask for it).
-    pub body: Value,
-    /// `"stream": true`.
-    pub stream: bool,
+    /// The validated request.
+    pub request: Request,
 }
 
-/// Chunks of a streamed answer (`chat.completion.chunk` or `text_completion` objects).
+impl Call {
+    /// A call for `request`.
+    pub fn new(request: Request) -> Self {
+        Self { request }
+    }
+}
+
+/// Chunks of a streamed answer (`chat.completion.chunk` or `text_completion`
+/// objects); an error item ends the stream.
 pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<Value, BackendError>> + Send>>;
 
 /// A backend's answer.
@@ -111,25 +53,42 @@ impl std::fmt::Debug for Reply {
     }
 }
 
-/// A model that answers OpenAI calls.
+/// Response headers worth passing on (names lower-cased).
+pub type Headers = Vec<(String, String)>;
+
+/// A model that answers requests.
 pub trait Backend: Send + Sync {
-    /// Its configuration (name, kind, price, retries, breaker).
-    fn config(&self) -> &BackendConfig;
+    /// Its name (in errors, headers and the ledger).
+    fn name(&self) -> &str;
 
     /// Answer one call. Errors before the first chunk are returned here; a stream may
     /// still end with an error item.
     fn call(&self, call: Call) -> BoxFuture<'_, Result<Reply, BackendError>>;
+
+    /// Response headers of the last answer worth keeping (another Bantam's
+    /// `x-bantam-*`), for callers that report where an answer came from; most
+    /// backends have none.
+    fn call_with_headers(
+        &self,
+        call: Call,
+    ) -> BoxFuture<'_, Result<(Reply, Headers), BackendError>> {
+        Box::pin(async move { self.call(call).await.map(|r| (r, Vec::new())) })
+    }
 }
 
-/// Makes local backends and embedders (implemented above this crate, where the
-/// engine and the store are).
+/// Makes local backends and featurisers (implemented by `bantam-local`, where the
+/// engine and the store are; the router only knows this trait).
 pub trait LocalFactory: Send + Sync {
-    /// A backend running `cfg.model` from the local store.
-    fn local(&self, cfg: BackendConfig) -> Arc<dyn Backend>;
+    /// A backend named `name` running the store's model `model`.
+    fn local(&self, name: &str, model: &str) -> Arc<dyn Backend>;
 
-    /// An embedding model from the local store (for `learned` routes).
-    fn embedder(&self, model: &str) -> Result<Arc<dyn crate::learned::Embed>, String> {
-        Err(format!("no embedding model {model:?} available here"))
+    /// The featuriser a learned route was trained with (`hashed-ngrams`,
+    /// `static:MODEL`, or an embedding model `MODEL`).
+    fn featuriser(&self, name: &str) -> Result<Arc<dyn Embed>, String> {
+        if name == crate::features::HASHED_NGRAMS {
+            return Ok(Arc::new(crate::features::HashedNgrams));
+        }
+        Err(format!("no embedding model {name:?} available here"))
     }
 }
 
@@ -175,7 +134,8 @@ impl Tokens {
     }
 }
 
-/// Text of an answer's choices (for token estimates when a backend reports no usage).
+/// Characters of an answer (for token estimates when a backend reports no usage):
+/// every choice's text and tool calls, or a task's summary, object or labels.
 pub fn answer_chars(body: &Value) -> usize {
     let Some(choices) = body.get("choices").and_then(Value::as_array) else {
         return task_answer_chars(body);
@@ -194,8 +154,6 @@ pub fn answer_chars(body: &Value) -> usize {
         .sum()
 }
 
-/// Characters of a task endpoint's answer: the summary, the extracted object, or
-/// the chosen labels.
 fn task_answer_chars(body: &Value) -> usize {
     match body.get("object").and_then(Value::as_str) {
         Some("summary") => body

@@ -6,7 +6,7 @@
 //! CPU, and it knows words rather than meanings: `BENCHMARKS.md` compares what the
 //! two cost in routing quality on CLINC150.
 
-use crate::learned::Embed;
+use super::Embed;
 
 /// The name a router model records for this featuriser (`--embedder hashed-ngrams`).
 pub const NAME: &str = "hashed-ngrams";

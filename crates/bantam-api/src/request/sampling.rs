@@ -1,0 +1,139 @@
+//! Sampling settings: every range checked here, with a message naming the parameter.
+
+use bantam_types::generate::SamplingParams;
+use bantam_types::openai::{SamplingOptions, StopSpec};
+
+use super::Invalid;
+
+/// Most stop sequences.
+pub const MAX_STOP: usize = 16;
+/// Most choices per request (`n`).
+pub const MAX_N: u32 = 16;
+
+/// `Err` unless `v` is within `lo..=hi` (and a number).
+pub fn range(param: &str, v: Option<f32>, lo: f32, hi: f32) -> Result<(), Invalid> {
+    match v {
+        Some(x) if !(lo..=hi).contains(&x) || x.is_nan() => Err(Invalid::param(
+            param,
+            format!("{param} must be between {lo} and {hi}, got {x}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `max_tokens` (or `max_completion_tokens`): at least 1 when given.
+pub fn max_tokens(param: &str, v: Option<u32>) -> Result<Option<u32>, Invalid> {
+    match v {
+        Some(0) => Err(Invalid::param(param, format!("{param} must be at least 1"))),
+        other => Ok(other),
+    }
+}
+
+/// Check the sampling fields and produce the engine's settings and stop strings.
+/// Unset values take llama.cpp's defaults; without a `seed` one is drawn at random
+/// (so `n` choices can use seed, seed+1, …). Token ids in `logit_bias` are checked
+/// against the vocabulary by the backend that knows the model.
+pub fn sampling(f: &SamplingOptions) -> Result<(SamplingParams, Vec<String>), Invalid> {
+    range("temperature", f.temperature, 0.0, 2.0)?;
+    range("top_p", f.top_p, 0.0, 1.0)?;
+    if f.top_p == Some(0.0) {
+        return Err(Invalid::param("top_p", "top_p must be greater than 0"));
+    }
+    range("min_p", f.min_p, 0.0, 1.0)?;
+    range("frequency_penalty", f.frequency_penalty, -2.0, 2.0)?;
+    range("presence_penalty", f.presence_penalty, -2.0, 2.0)?;
+    range("repetition_penalty", f.repetition_penalty, 0.01, 10.0)?;
+    if let Some(k) = f.top_k {
+        if k > 100_000 {
+            return Err(Invalid::param(
+                "top_k",
+                format!("top_k must be at most 100000 (0 disables it), got {k}"),
+            ));
+        }
+    }
+    let mut logit_bias = Vec::new();
+    if let Some(map) = &f.logit_bias {
+        for (k, &v) in map {
+            let id: i32 = k.trim().parse().map_err(|_| {
+                Invalid::param(
+                    "logit_bias",
+                    format!("logit_bias keys must be token ids, got {k:?}"),
+                )
+            })?;
+            if id < 0 {
+                return Err(Invalid::param(
+                    "logit_bias",
+                    format!("token id {id} is negative"),
+                ));
+            }
+            range("logit_bias", Some(v), -100.0, 100.0)?;
+            logit_bias.push((id, v));
+        }
+        logit_bias.sort_by_key(|&(id, _)| id);
+    }
+    let stop = f.stop.clone().map(StopSpec::into_vec).unwrap_or_default();
+    if stop.len() > MAX_STOP {
+        return Err(Invalid::param(
+            "stop",
+            format!("at most {MAX_STOP} stop sequences are allowed"),
+        ));
+    }
+    if stop.iter().any(String::is_empty) {
+        return Err(Invalid::param("stop", "stop sequences must not be empty"));
+    }
+    let d = SamplingParams::default();
+    let seed = match f.seed {
+        Some(s) => s as u64,
+        None => rand::random::<u32>() as u64,
+    };
+    Ok((
+        SamplingParams {
+            temperature: f.temperature.unwrap_or(d.temperature),
+            top_p: f.top_p.unwrap_or(d.top_p),
+            top_k: f.top_k.unwrap_or(d.top_k),
+            min_p: f.min_p.unwrap_or(d.min_p),
+            repetition_penalty: f.repetition_penalty.unwrap_or(d.repetition_penalty),
+            frequency_penalty: f.frequency_penalty.unwrap_or(0.0),
+            presence_penalty: f.presence_penalty.unwrap_or(0.0),
+            penalty_last_n: d.penalty_last_n,
+            seed,
+            logit_bias,
+        },
+        stop,
+    ))
+}
+
+/// `n`: 1 to [`MAX_N`] choices.
+pub fn choices(n: Option<u32>) -> Result<u32, Invalid> {
+    match n {
+        None => Ok(1),
+        Some(n) if (1..=MAX_N).contains(&n) => Ok(n),
+        Some(n) => Err(Invalid::param(
+            "n",
+            format!("n must be between 1 and {MAX_N}, got {n}"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeds_are_kept_or_drawn() {
+        let f = SamplingOptions {
+            seed: Some(42),
+            ..Default::default()
+        };
+        assert_eq!(sampling(&f).unwrap().0.seed, 42);
+        assert!(sampling(&SamplingOptions::default()).is_ok());
+    }
+
+    #[test]
+    fn choices_are_bounded() {
+        assert_eq!(choices(None).unwrap(), 1);
+        assert_eq!(choices(Some(4)).unwrap(), 4);
+        assert_eq!(choices(Some(0)).unwrap_err().param.as_deref(), Some("n"));
+        assert!(choices(Some(MAX_N + 1)).is_err());
+    }
+}

@@ -1,0 +1,135 @@
+//! Model names → files, chat templates and engine settings, through the store.
+
+use std::path::Path;
+
+use bantam_engine::{EngineConfig, EngineError, ModelResolver, ResolvedModel};
+use bantam_store::{Manifest, Store};
+
+pub use bantam_engine::config::EngineOverrides;
+
+/// Resolves names through the model store; a path to a `.gguf` file also works.
+///
+/// A model's engine settings, lowest precedence first: the defaults, the options
+/// stored in its manifest (`bantam config`, the flash-attention choice `bantam pull`
+/// measured), then the operator's overrides (TOML file, `BANTAM_*`, flags).
+#[derive(Debug, Clone)]
+pub struct StoreResolver {
+    store: Store,
+    defaults: EngineConfig,
+    overrides: EngineOverrides,
+}
+
+impl StoreResolver {
+    /// A resolver over `store` with these defaults and overrides.
+    pub fn new(store: Store, defaults: EngineConfig, overrides: EngineOverrides) -> Self {
+        Self {
+            store,
+            defaults,
+            overrides,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Engine settings for a manifest: defaults, its stored options, the overrides.
+    pub fn engine_config(&self, m: &Manifest) -> Result<EngineConfig, EngineError> {
+        let mut v = serde_json::to_value(&self.defaults).map_err(|e| EngineError::Load {
+            model: m.name.clone(),
+            reason: e.to_string(),
+        })?;
+        if let Some(obj) = v.as_object_mut() {
+            for (k, val) in &m.options {
+                obj.insert(k.clone(), val.clone());
+            }
+        }
+        let mut cfg: EngineConfig = serde_json::from_value(v).map_err(|e| EngineError::Load {
+            model: m.name.clone(),
+            reason: format!(
+                "invalid stored option: {e}; fix it with `bantam config {} --unset KEY`",
+                m.name
+            ),
+        })?;
+        self.overrides.apply(&mut cfg);
+        Ok(cfg)
+    }
+}
+
+impl ModelResolver for StoreResolver {
+    fn resolve(&self, name: &str) -> Result<ResolvedModel, EngineError> {
+        let p = Path::new(name);
+        if name.ends_with(".gguf") && p.is_file() {
+            let mut config = self.defaults.clone();
+            self.overrides.apply(&mut config);
+            return Ok(ResolvedModel {
+                name: name.to_string(),
+                path: p.to_path_buf(),
+                template: None,
+                config,
+            });
+        }
+        let m = self.store.get(name).map_err(|e| match e {
+            bantam_store::StoreError::NotFound(_) | bantam_store::StoreError::BadName(_) => {
+                EngineError::ModelNotFound(name.to_string())
+            }
+            other => EngineError::Load {
+                model: name.to_string(),
+                reason: other.to_string(),
+            },
+        })?;
+        Ok(ResolvedModel {
+            name: m.name.clone(),
+            path: self.store.blob_path(&m),
+            template: m.template.clone(),
+            config: self.engine_config(&m)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bantam_engine::config::FlashAttnSetting;
+
+    #[test]
+    fn operator_settings_beat_stored_options_which_beat_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut m: Manifest = serde_json::from_value(serde_json::json!({
+            "schema": 1, "name": "m:1", "digest": "sha256:00", "size": 0, "format": "gguf",
+            "architecture": null, "parameters": 0, "quantization": null,
+            "context_length": null, "license": null, "source": "test",
+            "created": "2026-01-01T00:00:00Z"}))
+        .unwrap();
+        m.options
+            .insert("flash_attention".into(), serde_json::json!("on"));
+        m.options.insert("parallel".into(), serde_json::json!(2));
+        let none = StoreResolver::new(
+            store.clone(),
+            EngineConfig::default(),
+            EngineOverrides::default(),
+        );
+        let c = none.engine_config(&m).unwrap();
+        assert_eq!(
+            (c.flash_attention, c.parallel),
+            (FlashAttnSetting::On, 2),
+            "stored options beat defaults"
+        );
+        assert_eq!(c.ctx_size, EngineConfig::default().ctx_size);
+        let flag = EngineOverrides {
+            flash_attention: Some(FlashAttnSetting::Off),
+            ..Default::default()
+        };
+        let c = StoreResolver::new(store, EngineConfig::default(), flag)
+            .engine_config(&m)
+            .unwrap();
+        assert_eq!(
+            c.flash_attention,
+            FlashAttnSetting::Off,
+            "the operator's setting wins"
+        );
+        assert_eq!(c.parallel, 2, "unset overrides leave the stored option");
+    }
+}
