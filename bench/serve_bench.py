@@ -7,12 +7,15 @@ is used, so the client costs the same for both servers.
 
     bash bench/build-llama-server.sh          # once: builds the reference
     python3 bench/serve_bench.py --rounds 3   # prints a markdown table
+    python3 bench/serve_bench.py --baseline OLD/bantam   # against an earlier build instead
 
 Metrics (each round starts both servers from scratch):
   cold_start_s     process start -> first streamed token of a short request
   prefill_tok_s    prompt tokens / time to first token, 512-token prompts never seen before
   decode_tok_s     single stream, tokens 2..N of a 128-token answer / their time
   ttft_short_ms    time to first token of a short chat-sized prompt (fresh)
+  ttft_chat_ms     time to first content token of a short chat message (fresh, through
+                   the model's chat template)
   agg8_tok_s       8 concurrent streams x 128 tokens: all tokens / wall time
   ttft_prefix_ms   time to first token when a 500-token prefix was seen before
 """
@@ -52,8 +55,9 @@ def text_of(n_words, seed):
 class Server:
     def __init__(self, kind, args, port):
         self.kind, self.port = kind, port
-        if kind == "bantam":
-            cmd = [args.bantam, "serve", "--port", str(port), "--parallel", str(args.parallel), "--threads", str(args.threads),
+        if kind in ("bantam", "baseline"):
+            binary = args.bantam if kind == "bantam" else args.baseline
+            cmd = [binary, "serve", "--port", str(port), "--parallel", str(args.parallel), "--threads", str(args.threads),
                    "--ctx-size", str(args.ctx), "--keep-alive", "0", "--flash-attention", args.fa]
             env = dict(os.environ, BANTAM_HOME=args.home)
             self.model = args.model
@@ -80,10 +84,20 @@ class Server:
         """Stream a completion; returns (t_send, [t_token...], usage)."""
         body = {"model": self.model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0,
                 "stream": True, "ignore_eos": True, "stream_options": {"include_usage": True}}
+        return self._stream("/v1/completions", body, timeout)
+
+    def chat(self, user, max_tokens, timeout=600):
+        """Stream a chat completion of one user message (the model's chat template
+        around it); returns (t_send, [t_content_chunk...], usage)."""
+        body = {"model": self.model, "messages": [{"role": "user", "content": user}], "max_tokens": max_tokens,
+                "temperature": 0, "stream": True, "ignore_eos": True, "stream_options": {"include_usage": True}}
+        return self._stream("/v1/chat/completions", body, timeout)
+
+    def _stream(self, path, body, timeout):
         while True:
             conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
             t_send = time.perf_counter()
-            conn.request("POST", "/v1/completions", json.dumps(body), {"Content-Type": "application/json"})
+            conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
             resp = conn.getresponse()
             if resp.status == 503:  # llama-server still loading
                 resp.read()
@@ -105,7 +119,7 @@ class Server:
             if chunk.get("usage"):
                 usage = chunk["usage"]
             for ch in chunk.get("choices", []):
-                if ch.get("text"):
+                if ch.get("text") or (ch.get("delta") or {}).get("content"):
                     times.append(time.perf_counter())
         conn.close()
         return t_send, times, usage
@@ -146,6 +160,12 @@ def measure(kind, args, rnd):
             t, times, _ = s.stream(text_of(30, seed=rnd * 1000 + 200 + i), 1)
             vals.append((times[0] - t) * 1000)
         out["ttft_short_ms"] = statistics.median(vals)
+        # Short chat TTFT: a fresh user message inside the model's chat template.
+        vals = []
+        for i in range(5):
+            t, times, _ = s.chat(text_of(20, seed=rnd * 1000 + 250 + i), 1)
+            vals.append((times[0] - t) * 1000)
+        out["ttft_chat_ms"] = statistics.median(vals)
         # Aggregate over 8 concurrent streams.
         results = [None] * 8
 
@@ -186,6 +206,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--fa", choices=["on", "off"], help="flash attention for both servers (default: the model's stored choice)")
     ap.add_argument("--json", help="also write raw results here")
+    ap.add_argument("--baseline", help="compare with this (earlier) bantam binary instead of llama-server")
     args = ap.parse_args()
     show = subprocess.run([args.bantam, "show", args.model, "--json"], env=dict(os.environ, BANTAM_HOME=args.home),
                           capture_output=True, text=True, check=True)
@@ -193,9 +214,10 @@ def main():
     digest = manifest["digest"].split(":")[1]
     args.fa = args.fa or manifest.get("options", {}).get("flash_attention", "off")
     args.gguf = os.path.join(args.home, "blobs", f"sha256-{digest}")
-    runs = {"bantam": [], "llama-server": []}
+    ref = "baseline" if args.baseline else "llama-server"
+    runs = {"bantam": [], ref: []}
     for r in range(args.rounds):
-        order = ["bantam", "llama-server"] if r % 2 == 0 else ["llama-server", "bantam"]
+        order = ["bantam", ref] if r % 2 == 0 else [ref, "bantam"]
         for kind in order:
             res = measure(kind, args, r)
             runs[kind].append(res)
@@ -204,16 +226,17 @@ def main():
         ("prefill_tok_s", "prefill tok/s (512-token prompt)", True),
         ("decode_tok_s", f"decode tok/s (1 stream, {args.tokens} tokens)", True),
         ("ttft_short_ms", "time to first token, short prompt (ms)", False),
+        ("ttft_chat_ms", "time to first token, short chat message (ms)", False),
         ("agg8_tok_s", f"aggregate tok/s, 8 streams x {args.tokens}", True),
         ("ttft_prefix_ms", "TTFT with a cached 500-token prefix (ms)", False),
         ("cold_start_s", "cold start: process start -> first token (s)", False),
     ]
     med = {k: {m: statistics.median(x[m] for x in v) for m, _, _ in metrics} for k, v in runs.items()}
     print(f"\nModel {args.model}, {args.threads} threads, {args.parallel} slots x {args.ctx} ctx, flash attention {args.fa}, {args.rounds} interleaved rounds (medians)\n")
-    print("| metric | bantam | llama-server | ratio (higher is better for Bantam) |")
+    print(f"| metric | bantam | {ref} | ratio (higher is better for Bantam) |")
     print("|---|---:|---:|---:|")
     for m, label, higher in metrics:
-        b, l = med["bantam"][m], med["llama-server"][m]
+        b, l = med["bantam"][m], med[ref][m]
         ratio = b / l if higher else l / b
         print(f"| {label} | {b:.3g} | {l:.3g} | {ratio:.2f}x |")
     if args.json:

@@ -4,7 +4,7 @@
 One server runs at a time (a co-located idle llama-server keeps its worker threads
 polling and slows whatever runs next to it). Uses serve_bench.py's server wrapper.
 
-    python3 bench/ttft_bench.py --rounds 2 --prompts 12
+    python3 bench/ttft_bench.py --rounds 2 --prompts 12 [--chat]
 """
 
 import argparse
@@ -23,10 +23,12 @@ def main():
     ap.add_argument("--words", type=int, default=30)
     ap.add_argument("--home", default=os.environ.get("BANTAM_HOME", os.path.expanduser("~/.bantam")))
     ap.add_argument("--model", default="smollm2:135m")
+    ap.add_argument("--chat", action="store_true", help="short chat messages (through the chat template) instead of completions")
+    ap.add_argument("--parallel", type=int, default=8, help="slots of each server")
     args = ap.parse_args()
     args.bantam = os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "release", "bantam")
     args.llama_server = os.path.expanduser("~/.cache/bantam-bench/llama-server/bin/llama-server")
-    args.threads, args.parallel, args.ctx = 2, 8, 4096
+    args.threads, args.ctx = 2, 4096
     import json
     import subprocess
 
@@ -39,9 +41,10 @@ def main():
         for kind in ["bantam", "llama-server"] if rnd % 2 == 0 else ["llama-server", "bantam"]:
             s = sb.Server(kind, args, sb.free_port())
             s.wait_port()
-            s.stream("Hello", 2)
+            ask = s.chat if args.chat else s.stream
+            ask("Hello", 2)
             for i in range(args.prompts):
-                t, times, _ = s.stream(sb.text_of(args.words, seed=1000 + rnd * 100 + i), 1)
+                t, times, _ = ask(sb.text_of(args.words, seed=1000 + rnd * 100 + i), 1)
                 res.setdefault(kind, []).append((times[0] - t) * 1000)
             s.stop()
     for kind, v in res.items():

@@ -65,6 +65,24 @@ impl std::fmt::Debug for Local {
 }
 
 impl Local {
+    /// Local backends over `store`: a model pool with `pool`'s limits whose engines
+    /// take the defaults, each model's stored options and then `engine`.
+    pub fn open(
+        store: Store,
+        engine: EngineOverrides,
+        pool: bantam_engine::PoolConfig,
+        structured_retries: u32,
+        embed_threads: u32,
+    ) -> Self {
+        let resolver = StoreResolver::new(
+            store.clone(),
+            bantam_engine::EngineConfig::default(),
+            engine,
+        );
+        let pool = Arc::new(ModelPool::new(Arc::new(resolver), pool));
+        Self::new(pool, store, structured_retries, embed_threads)
+    }
+
     /// Local backends over `pool` and `store`.
     pub fn new(
         pool: Arc<ModelPool>,

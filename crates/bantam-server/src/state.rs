@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use bantam_engine::config::EngineOverrides;
-use bantam_engine::{EngineConfig, ModelPool, PoolConfig};
-use bantam_local::{Local, StoreResolver};
+use bantam_engine::{ModelPool, PoolConfig};
+use bantam_local::Local;
 use bantam_router::{ConfigError, Ledger, Router, RoutingConfig};
 use bantam_store::Store;
 use serde::{Deserialize, Serialize};
@@ -108,12 +108,14 @@ impl AppState {
         config: ServerConfig,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let resolver = Arc::new(StoreResolver::new(
+        let local = Local::open(
             store.clone(),
-            EngineConfig::default(),
             config.engine.clone(),
-        ));
-        let pool = Arc::new(ModelPool::new(resolver, config.pool.clone()));
+            config.pool.clone(),
+            config.structured_retries,
+            config.embed_threads,
+        );
+        let pool = local.pool.clone();
         let routing = RoutingConfig {
             backends: config.backends.clone(),
             routes: config.routes.clone(),
@@ -125,12 +127,6 @@ impl AppState {
         } else {
             None
         };
-        let local = Local::new(
-            pool.clone(),
-            store.clone(),
-            config.structured_retries,
-            config.embed_threads,
-        );
         let router = Router::new(&routing, Arc::new(local.clone()), ledger, env)?;
         Ok(Self {
             pool,

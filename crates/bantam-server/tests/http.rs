@@ -231,6 +231,44 @@ async fn an_unknown_model_is_a_404_that_says_how_to_install_it() {
     );
 }
 
+/// Whole bodies, as clients see them (snapshots: a change here is a change of the
+/// API's error contract).
+#[tokio::test]
+async fn error_bodies_snapshot() {
+    let f = plain();
+    let (_, v, _) = send(&f, "GET", "/v1/nothing", "").await;
+    assert_eq!(
+        v,
+        json!({"error": {"message": "unknown endpoint; Bantam serves /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/classify, /v1/extract, /v1/summarize, /v1/models, /v1/usage and /health", "type": "invalid_request_error", "param": null, "code": "unknown_url"}})
+    );
+    let (_, v) = post(
+        &f,
+        "/v1/chat/completions",
+        chat(json!({"temperature": 2.5})),
+    )
+    .await;
+    assert_eq!(
+        v,
+        json!({"error": {"message": "temperature must be between 0 and 2, got 2.5", "type": "invalid_request_error", "param": "temperature", "code": null}})
+    );
+    let (_, v) = post(&f, "/v1/chat/completions", chat(json!({"model": "nope:1"}))).await;
+    assert_eq!(
+        v,
+        json!({"error": {"message": "the model `nope:1` does not exist; GET /v1/models lists the available models, `bantam pull nope:1` installs it", "type": "invalid_request_error", "param": "model", "code": "model_not_found"}})
+    );
+    let (_, v, _) = send(
+        &f,
+        "POST",
+        "/v1/embeddings",
+        r#"{"model": "m", "input": [[1, -2]]}"#,
+    )
+    .await;
+    assert_eq!(
+        v,
+        json!({"error": {"message": "input 0: -2 is not a token id", "type": "invalid_request_error", "param": "input", "code": null}})
+    );
+}
+
 #[tokio::test]
 async fn unknown_paths_and_large_bodies() {
     let f = fixture(ServerConfig {

@@ -394,9 +394,21 @@ fn bench(home: &Path, a: BenchArgs) -> Result<()> {
         .cloned()
         .collect();
     let routes: Vec<String> = cfg.routes.iter().map(|r| r.name.clone()).collect();
-    let state = {
+    let routing = bantam_router::RoutingConfig {
+        backends: cfg.backends.clone(),
+        routes: cfg.routes.clone(),
+        usage: cfg.usage.clone(),
+    };
+    let local = bantam_local::Local::open(
+        store,
+        cfg.engine.clone(),
+        cfg.pool.clone(),
+        cfg.structured_retries,
+        cfg.embed_threads,
+    );
+    let router = {
         let _g = rt.enter();
-        bantam_server::AppState::new(store, cfg)?
+        bantam_router::Router::new(&routing, Arc::new(local), None, &|k| std::env::var(k).ok())?
     };
     println!(
         "{:<12} {:>9} {:>10} {:>10} {:>10}  decisions",
@@ -410,7 +422,7 @@ fn bench(home: &Path, a: BenchArgs) -> Result<()> {
             // Parsing is the HTTP edge's work; the router's decision is timed.
             let req = Request::parse(Endpoint::Chat, body.to_string().as_bytes())?;
             let t = Instant::now();
-            let d = rt.block_on(state.router.decide(&req, Default::default()));
+            let d = rt.block_on(router.decide(&req, Default::default()));
             times.push(t.elapsed().as_secs_f64() * 1e6);
             *counts.entry(d.backend).or_default() += 1;
         }

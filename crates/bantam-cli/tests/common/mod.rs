@@ -26,9 +26,18 @@ pub fn model_home() -> PathBuf {
     home
 }
 
+/// The `bantam` binary on the test store. Servers run one engine thread each
+/// (`BANTAM_TEST_THREADS` changes it): the test harness runs two tests at a time on
+/// this 2-core machine, and two servers with a thread per core each would make
+/// llama.cpp's spinning workers wait for each other at every step (see
+/// `bench/contention.sh` in BENCHMARKS.md).
 pub fn bantam() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_bantam"));
     c.env("BANTAM_HOME", model_home());
+    c.env(
+        "BANTAM_THREADS",
+        std::env::var("BANTAM_TEST_THREADS").unwrap_or_else(|_| "1".into()),
+    );
     c
 }
 
