@@ -105,10 +105,17 @@ impl Embedder {
         let max_tokens = model.n_ctx_train().clamp(8, MAX_TOKENS_CAP);
         let batch_tokens = max_tokens.max(MIN_BATCH_TOKENS);
         let arch = model.meta("general.architecture").unwrap_or_default();
+        // An embedding model says how its token vectors become one per sequence; a
+        // generative model does not (and is refused rather than silently averaged).
         let pooling = match model.meta(&format!("{arch}.pooling_type")).as_deref() {
+            Some("1") => Pooling::Mean,
             Some("2") => Pooling::Cls,
             Some("3") => Pooling::Last,
-            _ => Pooling::Mean,
+            _ => {
+                return Err(load_err(format!(
+                    "it declares no pooling of token vectors ({arch}.pooling_type): a generative model, not an embedding model"
+                )))
+            }
         };
         let params = ContextParams {
             n_ctx: batch_tokens,

@@ -4,10 +4,14 @@
 //! `chat.completion` or a stream of `chat.completion.chunk`s.
 
 use bantam_api::{BackendError, ChatRequest, Reply};
+use std::sync::Arc;
+
 use bantam_engine::{Engine, EngineError, EventStream};
 use bantam_structured::tools::{self, StreamEvent, ToolStream};
 use bantam_structured::{StructuredError, Validator};
-use bantam_types::generate::{FinishReason, GenerateEvent, GenerateRequest, LogprobEntry, Usage};
+use bantam_types::generate::{
+    FinishReason, GenerateEvent, GenerateRequest, LogprobEntry, Prompt, Usage,
+};
 use bantam_types::openai::{
     ChatChoice, ChatChunkChoice, ChatCompletion, ChatCompletionChunk, ChatDelta, ChatLogprobs,
     ChatTokenLogprob, FunctionCall, FunctionCallDelta, ResponseMessage, ToolCall, ToolCallDelta,
@@ -78,18 +82,61 @@ fn bad_bias(backend: &str, e: EngineError) -> BackendError {
     }
 }
 
+/// Characters of text a context of `ctx` tokens can possibly hold: a generous bound
+/// (tokens are rarely shorter than one character on average, never shorter than a
+/// quarter), so a prompt over it is refused before it is rendered or tokenised.
+pub(crate) fn fits_chars(chars: usize, ctx: usize) -> bool {
+    chars <= ctx.saturating_mul(8).max(4096)
+}
+
+/// Render `req`'s messages with the model's template and queue its `n` choices, on a
+/// blocking thread: template rendering, tokenisation and compiling an output
+/// constraint grow with the request and must not hold up the async workers (other
+/// requests, `/health`).
+pub(crate) async fn submit_chat(
+    engine: &Arc<Engine>,
+    req: &ChatRequest,
+) -> Result<(Prompt, Vec<EventStream>), EngineError> {
+    let chars: usize = req.messages().iter().map(|m| m.content.len()).sum();
+    let ctx = engine.info().ctx_size as usize;
+    // Every message costs template tokens too: more messages than the context has
+    // tokens can never fit.
+    if !fits_chars(chars, ctx) || req.messages().len() > ctx {
+        return Err(EngineError::ContextOverflow {
+            prompt_tokens: chars / 4,
+            ctx_size: ctx,
+        });
+    }
+    let (engine, req) = (engine.clone(), req.clone());
+    blocking(move || {
+        let prompt = engine.render_chat(req.messages(), req.tools())?;
+        let streams = (0..req.n())
+            .map(|i| engine.generate(req.generate(prompt.clone(), i)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((prompt, streams))
+    })
+    .await
+}
+
+/// Run `f` on a blocking thread; a panic there is an engine error, not a crash.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, EngineError> + Send + 'static,
+) -> Result<T, EngineError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(EngineError::Decode(format!("a worker failed: {e}"))))
+}
+
 /// Answer a chat request with a local model. `backend` names the backend in errors.
 pub(crate) async fn chat(
-    engine: &Engine,
+    engine: &Arc<Engine>,
     backend: &str,
     retries: u32,
     req: &ChatRequest,
 ) -> Result<Reply, BackendError> {
     let err = |e| error::engine(backend, e);
     check_vocab(engine, req.settings()).map_err(|e| bad_bias(backend, e))?;
-    let prompt = engine
-        .render_chat(req.messages(), req.tools())
-        .map_err(err)?;
+    let (prompt, streams) = submit_chat(engine, req).await.map_err(err)?;
     // The tools' validator: calls the model wrote without tags are recognised when
     // they validate.
     let validator = if req.tool_mode() {
@@ -100,14 +147,6 @@ pub(crate) async fn chat(
     let want_logprobs = req.logprobs();
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     if req.stream() {
-        let mut streams = Vec::with_capacity(req.n() as usize);
-        for i in 0..req.n() {
-            streams.push(
-                engine
-                    .generate(req.generate(prompt.clone(), i))
-                    .map_err(err)?,
-            );
-        }
         let s = chat_stream(
             streams,
             id,
@@ -119,9 +158,15 @@ pub(crate) async fn chat(
         );
         return Ok(Reply::Stream(Box::pin(s)));
     }
-    // Every choice is submitted before any is awaited: they decode together.
-    let runs = (0..req.n())
-        .map(|i| collect_with_retries(engine, req.generate(prompt.clone(), i), retries));
+    // Every choice was submitted before any is awaited: they decode together.
+    let runs = streams.into_iter().enumerate().map(|(i, first)| {
+        collect_with_retries(
+            engine,
+            req.generate(prompt.clone(), i as u32),
+            Some(first),
+            retries,
+        )
+    });
     let results = futures::future::join_all(runs).await;
     let mut choices = Vec::with_capacity(results.len());
     let mut usage = Usage::default();
@@ -193,14 +238,23 @@ pub(crate) async fn chat(
 /// but the validator rejects, such as an unusual e-mail address) is tried again up to
 /// `retries` times with a growing repetition penalty; other errors are returned as
 /// they are.
+/// `first` is the first attempt's stream when it was already submitted.
 pub async fn collect_with_retries(
-    engine: &bantam_engine::Engine,
+    engine: &Arc<Engine>,
     mut gen: GenerateRequest,
+    mut first: Option<EventStream>,
     retries: u32,
 ) -> Result<(String, Vec<LogprobEntry>, FinishReason, Usage), EngineError> {
     let mut attempt = 0;
     loop {
-        match collect(engine.generate(gen.clone())?).await {
+        let events = match first.take() {
+            Some(s) => s,
+            None => {
+                let (e, g) = (engine.clone(), gen.clone());
+                blocking(move || e.generate(g)).await?
+            }
+        };
+        match collect(events).await {
             Err(EngineError::Constraint(
                 why @ (StructuredError::Incomplete(_) | StructuredError::Violated(_)),
             )) if attempt < retries && gen.constraint.is_some() => {

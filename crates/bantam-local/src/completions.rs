@@ -2,13 +2,15 @@
 //! (they decode together; choice i of a prompt is seeded seed + i), as a
 //! `text_completion` or a stream of them.
 
+use std::sync::Arc;
+
 use bantam_api::{BackendError, CompletionRequest, Reply};
 use bantam_engine::{Engine, EngineError};
 use bantam_types::generate::{FinishReason, GenerateEvent, LogprobEntry, Prompt, Usage};
 use bantam_types::openai::{Completion, CompletionChoice, CompletionLogprobs, UsageBody};
 use futures::StreamExt;
 
-use crate::chat::{check_vocab, fingerprint, unix_now};
+use crate::chat::{blocking, check_vocab, fingerprint, fits_chars, unix_now};
 use crate::error;
 use crate::stream::{async_stream, send_json, to_value};
 use crate::usage_body;
@@ -31,37 +33,51 @@ fn push_logprobs(lp: &mut CompletionLogprobs, entries: &[LogprobEntry], offset: 
 /// Answer a text-completion request with a local model. `backend` names the
 /// backend in errors.
 pub(crate) async fn completions(
-    engine: &Engine,
+    engine: &Arc<Engine>,
     backend: &str,
     req: &CompletionRequest,
 ) -> Result<Reply, BackendError> {
     let err = |e| error::engine(backend, e);
-    // Submit every prompt's choices before waiting: they decode together. Choice
-    // `p * n + i` is prompt p's i-th.
     let n = req.n();
-    let mut streams = Vec::with_capacity(req.prompts().len() * n as usize);
-    let mut echoes = Vec::with_capacity(streams.capacity());
-    for (p, prompt) in req.prompts().iter().enumerate() {
-        for i in 0..n {
-            let gen = req.generate(p, i);
-            if i == 0 {
-                check_vocab(engine, &gen).map_err(|e| match e {
-                    EngineError::BadToken(id) => BackendError::invalid(
-                        backend,
-                        Some("logit_bias"),
-                        format!("token id {id} is outside the model's vocabulary"),
-                    ),
-                    other => err(other),
-                })?;
-            }
-            echoes.push(match prompt {
-                Prompt::Text { text, .. } if req.echo() => text.clone(),
-                Prompt::Tokens(t) if req.echo() => engine.model().detokenize(t, false),
-                _ => String::new(),
-            });
-            streams.push(engine.generate(gen).map_err(err)?);
-        }
+    check_vocab(engine, &req.generate(0, 0)).map_err(|e| match e {
+        EngineError::BadToken(id) => BackendError::invalid(
+            backend,
+            Some("logit_bias"),
+            format!("token id {id} is outside the model's vocabulary"),
+        ),
+        other => err(other),
+    })?;
+    let ctx = engine.info().ctx_size as usize;
+    if let Some(t) = req
+        .prompt_texts()
+        .iter()
+        .find(|t| !fits_chars(t.len(), ctx))
+    {
+        return Err(err(EngineError::ContextOverflow {
+            prompt_tokens: t.len() / 4,
+            ctx_size: ctx,
+        }));
     }
+    // Submit every prompt's choices before waiting: they decode together. Choice
+    // `p * n + i` is prompt p's i-th. Tokenising happens on a blocking thread.
+    let (e, r) = (engine.clone(), req.clone());
+    let (streams, echoes) = blocking(move || {
+        let mut streams = Vec::with_capacity(r.prompts().len() * n as usize);
+        let mut echoes = Vec::with_capacity(streams.capacity());
+        for (p, prompt) in r.prompts().iter().enumerate() {
+            for i in 0..n {
+                echoes.push(match prompt {
+                    Prompt::Text { text, .. } if r.echo() => text.clone(),
+                    Prompt::Tokens(t) if r.echo() => e.model().detokenize(t, false),
+                    _ => String::new(),
+                });
+                streams.push(e.generate(r.generate(p, i))?);
+            }
+        }
+        Ok((streams, echoes))
+    })
+    .await
+    .map_err(err)?;
     let id = format!("cmpl-{}", uuid::Uuid::new_v4().simple());
     let want_lp = req.logprobs();
     let per_prompt = n as usize;

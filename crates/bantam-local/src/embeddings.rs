@@ -64,20 +64,21 @@ impl Embedders {
         }
     }
 
-    /// The embedding model `model`, loaded on first use.
+    /// The embedding model `model`, loaded on first use (one copy per model, whatever
+    /// the spelling of its name).
     pub async fn get(&self, backend: &str, model: &str) -> Result<Arc<Embedder>, BackendError> {
-        if let Some(e) = self
-            .loaded
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(model)
-        {
-            return Ok(e.clone());
-        }
         let m = self.store.get(model).map_err(|e| BackendError::NotFound {
             backend: backend.to_string(),
             message: format!("{e}; `bantam pull {model}` installs it"),
         })?;
+        if let Some(e) = self
+            .loaded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&m.name)
+        {
+            return Ok(e.clone());
+        }
         let path = self.store.blob_path(&m);
         let threads = self.threads;
         let e = tokio::task::spawn_blocking(move || Embedder::load(&path, threads))
@@ -92,11 +93,9 @@ impl Embedders {
                 ),
             })?;
         let e = Arc::new(e);
-        self.loaded
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(model.to_string(), e.clone());
-        Ok(e)
+        let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        // Two first requests may have loaded it at once: keep one copy.
+        Ok(loaded.entry(m.name.clone()).or_insert(e).clone())
     }
 
     /// Answer an embeddings request with the store's model `model`.

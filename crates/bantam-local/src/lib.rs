@@ -65,8 +65,9 @@ impl std::fmt::Debug for Local {
 }
 
 impl Local {
-    /// Local backends over `store`: a model pool with `pool`'s limits whose engines
-    /// take the defaults, each model's stored options and then `engine`.
+    /// Local backends over `store` for a server: a model pool with `pool`'s limits
+    /// whose engines take the defaults, each model's stored options and then
+    /// `engine`. Only the store's models resolve (no file paths).
     pub fn open(
         store: Store,
         engine: EngineOverrides,
@@ -78,7 +79,8 @@ impl Local {
             store.clone(),
             bantam_engine::EngineConfig::default(),
             engine,
-        );
+        )
+        .store_only();
         let pool = Arc::new(ModelPool::new(Arc::new(resolver), pool));
         Self::new(pool, store, structured_retries, embed_threads)
     }
@@ -176,7 +178,24 @@ impl Backend for LocalBackend {
     }
 
     fn call(&self, call: Call) -> BoxFuture<'_, Result<Reply, BackendError>> {
-        Box::pin(self.answer(call.request))
+        Box::pin(async move {
+            // A panic while answering is a 500 for this request, never the end of
+            // the process.
+            match futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
+                self.answer(call.request),
+            ))
+            .await
+            {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::error!(backend = %self.name, "answering a request panicked");
+                    Err(BackendError::internal(
+                        &self.name,
+                        "internal error while answering (logged on the server)",
+                    ))
+                }
+            }
+        })
     }
 }
 

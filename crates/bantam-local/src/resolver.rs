@@ -17,6 +17,8 @@ pub struct StoreResolver {
     store: Store,
     defaults: EngineConfig,
     overrides: EngineOverrides,
+    /// A `.gguf` path names a file (the CLI's convenience; never for HTTP clients).
+    paths: bool,
 }
 
 impl StoreResolver {
@@ -26,7 +28,15 @@ impl StoreResolver {
             store,
             defaults,
             overrides,
+            paths: true,
         }
+    }
+
+    /// Only models of the store: a name that looks like a path is not found (a
+    /// server must not let its clients load arbitrary files).
+    pub fn store_only(mut self) -> Self {
+        self.paths = false;
+        self
     }
 
     /// The store.
@@ -60,7 +70,7 @@ impl StoreResolver {
 impl ModelResolver for StoreResolver {
     fn resolve(&self, name: &str) -> Result<ResolvedModel, EngineError> {
         let p = Path::new(name);
-        if name.ends_with(".gguf") && p.is_file() {
+        if self.paths && name.ends_with(".gguf") && p.is_file() {
             let mut config = self.defaults.clone();
             self.overrides.apply(&mut config);
             return Ok(ResolvedModel {
@@ -131,5 +141,25 @@ mod tests {
             "the operator's setting wins"
         );
         assert_eq!(c.parallel, 2, "unset overrides leave the stored option");
+    }
+
+    #[test]
+    fn a_server_resolves_store_models_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("store")).unwrap();
+        let file = dir.path().join("any.gguf");
+        std::fs::write(&file, b"GGUF").unwrap();
+        let name = file.to_str().unwrap();
+        let cli = StoreResolver::new(
+            store.clone(),
+            EngineConfig::default(),
+            EngineOverrides::default(),
+        );
+        assert_eq!(cli.resolve(name).unwrap().path, file);
+        let server = cli.store_only();
+        assert!(matches!(
+            server.resolve(name),
+            Err(EngineError::ModelNotFound(_))
+        ));
     }
 }

@@ -28,7 +28,24 @@ where
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let (tx, rx) = tokio::sync::mpsc::channel::<Item>(64);
-    let task = tokio::spawn(producer(tx));
+    let on_panic = tx.clone();
+    let work = producer(tx);
+    let task = tokio::spawn(async move {
+        // A bug must not end a stream as if it had finished: the client gets an
+        // error event, the process keeps serving.
+        if futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(work))
+            .await
+            .is_err()
+        {
+            tracing::error!("a stream's producer panicked");
+            let _ = on_panic
+                .send(Err(BackendError::internal(
+                    "bantam",
+                    "internal error while streaming the answer (logged on the server)",
+                )))
+                .await;
+        }
+    });
     let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
     AbortOnDrop {
         inner: stream,

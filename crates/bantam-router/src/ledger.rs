@@ -191,20 +191,13 @@ fn day_of(ts_ms: i64) -> String {
 }
 
 fn check_day(s: &str) -> Result<(), LedgerError> {
-    let ok = s.len() == 10
-        && s.bytes().enumerate().all(|(i, b)| {
-            if i == 4 || i == 7 {
-                b == b'-'
-            } else {
-                b.is_ascii_digit()
-            }
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(LedgerError::Query(format!(
+    // A real calendar day (2025-13-45 is not one).
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    match time::Date::parse(s, format) {
+        Ok(_) if s.len() == 10 => Ok(()),
+        _ => Err(LedgerError::Query(format!(
             "dates are YYYY-MM-DD (UTC), got {s:?}"
-        )))
+        ))),
     }
 }
 
@@ -491,6 +484,13 @@ mod tests {
             ..Default::default()
         });
         assert!(matches!(bad, Err(LedgerError::Query(_))));
+        for day in ["2025-13-45", "2025-02-30", "2025-1-01"] {
+            let bad = l.usage(&UsageQuery {
+                until: Some(day.into()),
+                ..Default::default()
+            });
+            assert!(matches!(bad, Err(LedgerError::Query(_))), "{day}");
+        }
         assert!(Dim::parse("week").is_err());
     }
 }

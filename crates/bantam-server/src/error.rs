@@ -24,6 +24,8 @@ pub struct ApiError {
     pub body: ErrorBody,
     /// The backend that failed (`x-bantam-backend`), for a routed request.
     pub backend: Option<String>,
+    /// Seconds to wait before trying again (`Retry-After`, with 429 and 503).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -66,6 +68,7 @@ impl ApiError {
                 code: code.map(str::to_string),
             },
             backend: None,
+            retry_after: None,
         }
     }
 
@@ -92,6 +95,10 @@ impl IntoResponse for ApiError {
         {
             resp.headers_mut().insert("x-bantam-backend", v);
         }
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert("retry-after", axum::http::HeaderValue::from(secs));
+        }
         resp
     }
 }
@@ -105,10 +112,18 @@ impl From<Invalid> for ApiError {
 
 impl From<BackendError> for ApiError {
     fn from(e: BackendError) -> Self {
+        let retry_after = match &e {
+            BackendError::Overloaded {
+                retry_after_secs, ..
+            } => Some(retry_after_secs.unwrap_or(1)),
+            BackendError::Unavailable { .. } => Some(1),
+            _ => None,
+        };
         Self {
             status: StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_GATEWAY),
             body: e.body(),
             backend: None,
+            retry_after,
         }
     }
 }
@@ -148,13 +163,17 @@ impl From<RouterError> for ApiError {
                 }
                 api
             }
-            RouterError::NoBackend { .. } => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "server_error",
-                Some("model"),
-                Some("no_backend_available"),
-                format!("{e}; the circuits close again after their cool-down"),
-            ),
+            RouterError::NoBackend { .. } => {
+                let mut api = Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "server_error",
+                    Some("model"),
+                    Some("no_backend_available"),
+                    format!("{e}; the circuits close again after their cool-down"),
+                );
+                api.retry_after = Some(1);
+                api
+            }
         }
     }
 }

@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
 
@@ -37,6 +38,19 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/models", get(routes::models::list))
         .route("/v1/models/{*id}", get(routes::models::get))
         .route("/health", get(routes::models::health))
+        .method_not_allowed_fallback(|req: axum::extract::Request| async move {
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "invalid_request_error",
+                None,
+                Some("method_not_allowed"),
+                format!(
+                    "{} is not allowed on {}; the model endpoints take POST with a JSON body, /v1/models, /v1/usage and /health take GET",
+                    req.method(),
+                    req.uri().path()
+                ),
+            )
+        })
         .fallback(|| async {
             ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,
@@ -47,6 +61,13 @@ pub fn app(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(limit))
+        // A panic in a handler is a 500 for that request (logged), never the end of
+        // the process.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send + 'static>| {
+                ApiError::internal("internal error (logged on the server)").into_response()
+            },
+        ))
         .layer(axum::middleware::from_fn_with_state(state.clone(), drain::track))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)

@@ -320,6 +320,7 @@ async fn an_unreachable_upstream_is_a_503_naming_the_backend() {
         "{v}"
     );
     assert_eq!(h["x-bantam-backend"], "far");
+    assert_eq!(h["retry-after"], "1");
     // The request is in the ledger as failed.
     let (s, v, _) = send(&f, "GET", "/v1/usage?group_by=backend", "").await;
     assert_eq!(s, 200, "{v}");
@@ -332,6 +333,15 @@ async fn usage_parameters_and_draining() {
     let (s, v, _) = send(&f, "GET", "/v1/usage?sinse=2026-01-01", "").await;
     assert_eq!(s, 400, "{v}");
     assert_eq!(v["error"]["param"], "sinse");
+    let (s, v, _) = send(&f, "GET", "/v1/usage?until=2025-13-45", "").await;
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("YYYY-MM-DD"),
+        "{v}"
+    );
     f.state.drain.start();
     let (s, v, h) = send(
         &f,
@@ -343,6 +353,42 @@ async fn usage_parameters_and_draining() {
     assert_eq!(s, 503, "{v}");
     assert_eq!(h["retry-after"], "1");
     assert_eq!(v["error"]["type"], "server_error");
+}
+
+#[tokio::test]
+async fn wrong_methods_paths_and_precision() {
+    let f = plain();
+    let (s, v, _) = send(&f, "GET", "/v1/chat/completions", "").await;
+    assert_eq!(s, 405, "{v}");
+    assert_eq!(v["error"]["code"], "method_not_allowed");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("POST"),
+        "{v}"
+    );
+    // OpenAI's range is 0-2: a value just above is not rounded into it.
+    let got = post(
+        &f,
+        "/v1/chat/completions",
+        chat(json!({"temperature": 2.0000001})),
+    )
+    .await;
+    assert_error(&got, 400, "invalid_request_error", Some("temperature"));
+    // An HTTP client names models of the store, never files of the server.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("x.gguf");
+    std::fs::write(&file, b"GGUF").unwrap();
+    let (s, v) = post(
+        &f,
+        "/v1/chat/completions",
+        chat(json!({"model": file.to_str().unwrap()})),
+    )
+    .await;
+    assert_eq!(s, 404, "{v}");
+    assert_eq!(v["error"]["code"], "model_not_found");
+    assert!(
+        !v["error"]["message"].as_str().unwrap().contains("GGUF"),
+        "{v}"
+    );
 }
 
 #[tokio::test]

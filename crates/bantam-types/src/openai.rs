@@ -83,14 +83,16 @@ pub struct StreamOptions {
 }
 
 /// Sampling fields shared by chat and text completions (flattened into both).
+/// Numbers are read as `f64`, so a range check sees what the client wrote (an `f32`
+/// would round 2.0000001 to 2).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct SamplingOptions {
     /// Sampling temperature (0..2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub temperature: Option<f32>,
+    pub temperature: Option<f64>,
     /// Nucleus sampling (0..1].
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub top_p: Option<f32>,
+    pub top_p: Option<f64>,
     /// Number of choices; only 1 is supported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub n: Option<u32>,
@@ -99,13 +101,13 @@ pub struct SamplingOptions {
     pub stop: Option<StopSpec>,
     /// −2..2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub presence_penalty: Option<f32>,
+    pub presence_penalty: Option<f64>,
     /// −2..2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub frequency_penalty: Option<f32>,
+    pub frequency_penalty: Option<f64>,
     /// Token id (as a string) → bias −100..100.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub logit_bias: Option<std::collections::HashMap<String, f32>>,
+    pub logit_bias: Option<std::collections::HashMap<String, f64>>,
     /// Seed for reproducible sampling.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<i64>,
@@ -114,14 +116,14 @@ pub struct SamplingOptions {
     pub top_k: Option<u32>,
     /// Extension: min-p sampling.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min_p: Option<f32>,
+    pub min_p: Option<f64>,
     /// Extension: multiplicative repetition penalty.
     #[serde(
         default,
         alias = "repeat_penalty",
         skip_serializing_if = "Option::is_none"
     )]
-    pub repetition_penalty: Option<f32>,
+    pub repetition_penalty: Option<f64>,
     /// Extension: keep generating past end-of-generation tokens (benchmarks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ignore_eos: Option<bool>,

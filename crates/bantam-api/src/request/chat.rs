@@ -10,6 +10,10 @@ use super::format::{self, ToolChoice};
 use super::sampling::{self, max_tokens};
 use super::Invalid;
 
+/// Most messages in one request (rendering a conversation grows faster than its
+/// length; no context of a small model holds more turns than this).
+pub const MAX_MESSAGES: usize = 4096;
+
 /// A chat request that passed validation.
 #[derive(Debug, Clone)]
 pub struct ChatRequest {
@@ -33,6 +37,15 @@ impl ChatRequest {
             return Err(Invalid::param(
                 "messages",
                 "messages must contain at least one message",
+            ));
+        }
+        if wire.messages.len() > MAX_MESSAGES {
+            return Err(Invalid::param(
+                "messages",
+                format!(
+                    "at most {MAX_MESSAGES} messages per request, got {}; summarise or drop older turns",
+                    wire.messages.len()
+                ),
             ));
         }
         let mut messages = Vec::with_capacity(wire.messages.len());

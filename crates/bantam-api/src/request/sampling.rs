@@ -11,7 +11,7 @@ pub const MAX_STOP: usize = 16;
 pub const MAX_N: u32 = 16;
 
 /// `Err` unless `v` is within `lo..=hi` (and a number).
-pub fn range(param: &str, v: Option<f32>, lo: f32, hi: f32) -> Result<(), Invalid> {
+pub fn range(param: &str, v: Option<f64>, lo: f64, hi: f64) -> Result<(), Invalid> {
     match v {
         Some(x) if !(lo..=hi).contains(&x) || x.is_nan() => Err(Invalid::param(
             param,
@@ -67,7 +67,7 @@ pub fn sampling(f: &SamplingOptions) -> Result<(SamplingParams, Vec<String>), In
                 ));
             }
             range("logit_bias", Some(v), -100.0, 100.0)?;
-            logit_bias.push((id, v));
+            logit_bias.push((id, v as f32));
         }
         logit_bias.sort_by_key(|&(id, _)| id);
     }
@@ -82,19 +82,20 @@ pub fn sampling(f: &SamplingOptions) -> Result<(SamplingParams, Vec<String>), In
         return Err(Invalid::param("stop", "stop sequences must not be empty"));
     }
     let d = SamplingParams::default();
+    let f32_or = |v: Option<f64>, default: f32| v.map_or(default, |x| x as f32);
     let seed = match f.seed {
         Some(s) => s as u64,
         None => rand::random::<u32>() as u64,
     };
     Ok((
         SamplingParams {
-            temperature: f.temperature.unwrap_or(d.temperature),
-            top_p: f.top_p.unwrap_or(d.top_p),
+            temperature: f32_or(f.temperature, d.temperature),
+            top_p: f32_or(f.top_p, d.top_p),
             top_k: f.top_k.unwrap_or(d.top_k),
-            min_p: f.min_p.unwrap_or(d.min_p),
-            repetition_penalty: f.repetition_penalty.unwrap_or(d.repetition_penalty),
-            frequency_penalty: f.frequency_penalty.unwrap_or(0.0),
-            presence_penalty: f.presence_penalty.unwrap_or(0.0),
+            min_p: f32_or(f.min_p, d.min_p),
+            repetition_penalty: f32_or(f.repetition_penalty, d.repetition_penalty),
+            frequency_penalty: f32_or(f.frequency_penalty, 0.0),
+            presence_penalty: f32_or(f.presence_penalty, 0.0),
             penalty_last_n: d.penalty_last_n,
             seed,
             logit_bias,
@@ -127,6 +128,22 @@ mod tests {
         };
         assert_eq!(sampling(&f).unwrap().0.seed, 42);
         assert!(sampling(&SamplingOptions::default()).is_ok());
+    }
+
+    #[test]
+    fn ranges_see_what_the_client_wrote() {
+        let t = |x: f64| {
+            sampling(&SamplingOptions {
+                temperature: Some(x),
+                ..Default::default()
+            })
+        };
+        assert!(t(2.0).is_ok());
+        assert_eq!(
+            t(2.0000001).unwrap_err().param.as_deref(),
+            Some("temperature")
+        );
+        assert!(t(f64::NAN).is_err());
     }
 
     #[test]

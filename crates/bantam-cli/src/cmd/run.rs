@@ -69,8 +69,8 @@ impl RunArgs {
     /// The sampling flags as a request's (range-checked when it is validated).
     fn sampling(&self) -> SamplingOptions {
         SamplingOptions {
-            temperature: self.temperature,
-            top_p: self.top_p,
+            temperature: self.temperature.map(f64::from),
+            top_p: self.top_p.map(f64::from),
             top_k: self.top_k,
             seed: Some(self.seed as i64),
             ..SamplingOptions::default()

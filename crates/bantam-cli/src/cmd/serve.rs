@@ -22,6 +22,10 @@ pub fn serve(home: &Path, a: ServeArgs) -> Result<()> {
     let store = Store::open(home)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Compiling a client's schema or grammar recurses; 8 MiB (a main thread's
+        // default) instead of tokio's 2 MiB gives deep but legitimate constraints
+        // room. Reserved address space only: pages are used as touched.
+        .thread_stack_size(8 << 20)
         .build()?;
     // Upstream clients need the runtime; configuration errors stop here, before
     // the port opens.
