@@ -541,7 +541,24 @@ fn models_load_on_demand_and_unload_by_lru_and_keep_alive() {
     let tmp = tempfile::tempdir().unwrap();
     let other_path = tmp.path().join("copy.gguf");
     std::fs::copy(&path, &other_path).unwrap();
-    let s = Server::start(&["--max-loaded", "1", "--keep-alive", "2"]);
+    // A file is a model only where the operator names it (here a declared backend).
+    let cfg = tmp.path().join("bantam.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[backends]]\nname = \"copy\"\ntype = \"local\"\nmodel = {:?}\n",
+            other_path.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let s = Server::start(&[
+        "--max-loaded",
+        "1",
+        "--keep-alive",
+        "2",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
     let loaded = |s: &Server| -> Vec<String> {
         s.get("/health").1["models_loaded"]
             .as_array()
@@ -558,9 +575,17 @@ fn models_load_on_demand_and_unload_by_lru_and_keep_alive() {
     assert_eq!(loaded(&s), vec![MODEL.to_string()]);
     let (st, v) = s.post(
         "/v1/completions",
-        &json!({"model": other_path.to_str().unwrap(), "prompt": "Hello", "max_tokens": 2}),
+        &json!({"model": "copy", "prompt": "Hello", "max_tokens": 2}),
     );
     assert_eq!(st, 200, "{v}");
+    // A file the configuration does not name is not a model for a client.
+    let undeclared = tmp.path().join("undeclared.gguf");
+    std::fs::copy(&path, &undeclared).unwrap();
+    let (st, v) = s.post(
+        "/v1/completions",
+        &json!({"model": undeclared.to_str().unwrap(), "prompt": "Hello", "max_tokens": 2}),
+    );
+    assert_eq!(st, 404, "{v}");
     assert_eq!(
         loaded(&s),
         vec![other_path.to_str().unwrap().to_string()],

@@ -67,11 +67,13 @@ impl std::fmt::Debug for Local {
 impl Local {
     /// Local backends over `store` for a server: a model pool with `pool`'s limits
     /// whose engines take the defaults, each model's stored options and then
-    /// `engine`. Only the store's models resolve (no file paths).
+    /// `engine`. Names resolve to the store's models, and to files only where the
+    /// operator named them (`files`: `--preload` entries, declared backends' models).
     pub fn open(
         store: Store,
         engine: EngineOverrides,
         pool: bantam_engine::PoolConfig,
+        files: Vec<String>,
         structured_retries: u32,
         embed_threads: u32,
     ) -> Self {
@@ -80,7 +82,7 @@ impl Local {
             bantam_engine::EngineConfig::default(),
             engine,
         )
-        .store_only();
+        .store_only(files);
         let pool = Arc::new(ModelPool::new(Arc::new(resolver), pool));
         Self::new(pool, store, structured_retries, embed_threads)
     }

@@ -17,8 +17,10 @@ pub struct StoreResolver {
     store: Store,
     defaults: EngineConfig,
     overrides: EngineOverrides,
-    /// A `.gguf` path names a file (the CLI's convenience; never for HTTP clients).
-    paths: bool,
+    /// Which `.gguf` paths name files: all (the CLI's convenience) or only those the
+    /// operator named (a server's `--preload` and declared backends; an HTTP client
+    /// must not make the server load arbitrary files).
+    paths: Option<std::collections::HashSet<String>>,
 }
 
 impl StoreResolver {
@@ -28,14 +30,14 @@ impl StoreResolver {
             store,
             defaults,
             overrides,
-            paths: true,
+            paths: None,
         }
     }
 
-    /// Only models of the store: a name that looks like a path is not found (a
-    /// server must not let its clients load arbitrary files).
-    pub fn store_only(mut self) -> Self {
-        self.paths = false;
+    /// Only models of the store, and files only where `allowed` (paths the operator
+    /// named) lists them: any other name that looks like a path is not found.
+    pub fn store_only(mut self, allowed: impl IntoIterator<Item = String>) -> Self {
+        self.paths = Some(allowed.into_iter().collect());
         self
     }
 
@@ -70,7 +72,8 @@ impl StoreResolver {
 impl ModelResolver for StoreResolver {
     fn resolve(&self, name: &str) -> Result<ResolvedModel, EngineError> {
         let p = Path::new(name);
-        if self.paths && name.ends_with(".gguf") && p.is_file() {
+        let allowed = self.paths.as_ref().is_none_or(|ok| ok.contains(name));
+        if allowed && name.ends_with(".gguf") && p.is_file() {
             let mut config = self.defaults.clone();
             self.overrides.apply(&mut config);
             return Ok(ResolvedModel {
@@ -156,10 +159,13 @@ mod tests {
             EngineOverrides::default(),
         );
         assert_eq!(cli.resolve(name).unwrap().path, file);
-        let server = cli.store_only();
+        let server = cli.clone().store_only([]);
         assert!(matches!(
             server.resolve(name),
             Err(EngineError::ModelNotFound(_))
         ));
+        // A file the operator named (a declared backend, --preload) still resolves.
+        let declared = cli.store_only([name.to_string()]);
+        assert_eq!(declared.resolve(name).unwrap().path, file);
     }
 }

@@ -108,10 +108,24 @@ impl AppState {
         config: ServerConfig,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
+        // The files a client may name: those the operator named.
+        let files: Vec<String> = config
+            .preload
+            .iter()
+            .chain(
+                config
+                    .backends
+                    .iter()
+                    .filter(|b| b.kind == bantam_router::BackendKind::Local)
+                    .map(|b| &b.model),
+            )
+            .cloned()
+            .collect();
         let local = Local::open(
             store.clone(),
             config.engine.clone(),
             config.pool.clone(),
+            files,
             config.structured_retries,
             config.embed_threads,
         );

@@ -399,10 +399,12 @@ fn bench(home: &Path, a: BenchArgs) -> Result<()> {
         routes: cfg.routes.clone(),
         usage: cfg.usage.clone(),
     };
+    let files: Vec<String> = cfg.backends.iter().map(|b| b.model.clone()).collect();
     let local = bantam_local::Local::open(
         store,
         cfg.engine.clone(),
         cfg.pool.clone(),
+        files,
         cfg.structured_retries,
         cfg.embed_threads,
     );
