@@ -63,7 +63,13 @@ impl Constrainer {
                 None => Ok(m),
             }
         };
-        let matcher = compiled.grammar.map(make).transpose()?;
+        let mut matcher = compiled.grammar.map(make).transpose()?;
+        // The first mask, now: a grammar that admits no output, or one too large to
+        // follow, is the client's to fix before any token is generated.
+        if let Some(m) = matcher.as_mut() {
+            m.compute_mask_or_eos()
+                .map_err(|e| parser_error(what(c), &e.to_string()))?;
+        }
         let mut triggers = Vec::new();
         for (text, at_start, g) in compiled.triggers {
             triggers.push(Trigger {
@@ -80,6 +86,31 @@ impl Constrainer {
             env: self.env.clone(),
         })
     }
+}
+
+/// A parser failure as the client should read it: a grammar that admits nothing or
+/// is too large to follow is theirs to change (`Invalid`, a 400); anything else is
+/// the constraint engine's (one line, no internal state).
+pub(crate) fn parser_error(what: &'static str, msg: &str) -> StructuredError {
+    let first = msg.lines().next().unwrap_or(msg).trim();
+    let first: String = first.chars().take(200).collect();
+    if msg.contains("NoExtensionBias") || msg.contains("no valid token") {
+        return StructuredError::Invalid {
+            what,
+            reason: "it admits no output: no token can start or continue it (an unproductive or self-referencing rule?)".into(),
+        };
+    }
+    if let Some(i) = msg.find("Current row has") {
+        let detail: String = msg[i..].split(';').take(2).collect::<Vec<_>>().join(";");
+        return StructuredError::Invalid {
+            what,
+            reason: format!(
+                "it is too large to follow while generating ({}); use fewer alternatives or optional properties",
+                detail.trim()
+            ),
+        };
+    }
+    StructuredError::Engine(first.trim_start_matches("Parser Error: ").to_string())
 }
 
 /// A grammar waiting for its trigger text.
@@ -149,7 +180,7 @@ impl Guide {
             .ok_or_else(|| StructuredError::Engine("no active constraint".into()))?;
         m.compute_mask_or_eos()
             .map(TokenMask)
-            .map_err(|e| StructuredError::Engine(e.to_string()))
+            .map_err(|e| parser_error("grammar", &e.to_string()))
     }
 
     /// Record a generated token and its bytes.
@@ -158,7 +189,7 @@ impl Guide {
         if let Some(m) = self.matcher.as_mut() {
             return m
                 .consume_token(token)
-                .map_err(|e| StructuredError::Violated(e.to_string()));
+                .map_err(|e| parser_error("grammar", &e.to_string()));
         }
         if self.triggers.is_empty() {
             return Ok(());
@@ -197,7 +228,7 @@ impl Guide {
         self.triggers.clear();
         let toks = self.env.tokenize_bytes(&self.text[pos..]);
         m.consume_tokens(&toks)
-            .map_err(|e| StructuredError::Violated(e.to_string()))?;
+            .map_err(|e| parser_error("grammar", &e.to_string()))?;
         self.matcher = Some(m);
         Ok(())
     }
@@ -219,7 +250,7 @@ impl Guide {
     pub fn finish(&mut self, why: Option<&str>) -> Result<(), StructuredError> {
         if let Some(m) = self.matcher.as_mut() {
             if let Some(e) = m.get_error() {
-                return Err(StructuredError::Engine(e));
+                return Err(parser_error("grammar", &e));
             }
             let done = m.is_stopped() || m.is_accepting().unwrap_or(false);
             if !done {
@@ -228,8 +259,14 @@ impl Guide {
                 ));
             }
         }
-        let text = String::from_utf8(self.text.clone())
-            .map_err(|_| StructuredError::Violated("output is not valid UTF-8".into()))?;
+        let text = match &self.validator {
+            // Tool calls are checked by their tags and JSON: stray bytes in free text
+            // around them (a client's logit_bias can force any token) are not a
+            // failure of the format.
+            Validator::Tools(_) => String::from_utf8_lossy(&self.text).into_owned(),
+            _ => String::from_utf8(self.text.clone())
+                .map_err(|_| StructuredError::Violated("output is not valid UTF-8".into()))?,
+        };
         self.validator.check(&text)
     }
 }
@@ -292,6 +329,42 @@ mod tests {
         let out = drive(&mut g, br#"{"n": 12345, "extra": true}"#);
         assert_eq!(out, r#"{"n": 1}"#);
         g.finish(None).unwrap();
+    }
+
+    #[test]
+    fn grammars_that_admit_nothing_or_are_too_large_are_the_clients() {
+        let c = constrainer();
+        for g in ["start: start\n", "start: x\nx: y\ny: x\n"] {
+            let e = c.start(&OutputConstraint::Lark(g.into())).unwrap_err();
+            assert!(
+                matches!(&e, StructuredError::Invalid { reason, .. } if reason.contains("admits no output")),
+                "{g:?}: {e:?}"
+            );
+        }
+        let wide = format!(
+            "start: {}\n",
+            (0..50_001)
+                .map(|i| format!("\"w{i}\""))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
+        // llguidance finds the row too large at the first step that expands it.
+        let e = c
+            .start(&OutputConstraint::Lark(wide))
+            .and_then(|mut g| {
+                for &b in b"w17" {
+                    g.mask()?;
+                    g.accept(b as u32, &[b])?;
+                }
+                g.finish(None)
+            })
+            .unwrap_err();
+        assert!(
+            matches!(&e, StructuredError::Invalid { reason, .. } if reason.contains("too large")),
+            "{e:?}"
+        );
+        // No parser internals in any message.
+        assert!(!e.to_string().contains("<state>"), "{e}");
     }
 
     #[test]

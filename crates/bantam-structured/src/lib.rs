@@ -20,6 +20,7 @@
 
 mod compile;
 mod guide;
+mod refs;
 pub mod tools;
 mod validate;
 

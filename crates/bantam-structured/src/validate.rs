@@ -42,6 +42,16 @@ fn build(
     schema: &Value,
     what: &'static str,
 ) -> Result<Arc<jsonschema::Validator>, StructuredError> {
+    // Checked first: validating against such a schema never ends (it allocates until
+    // the process is killed), and no output could ever satisfy it.
+    if let Some(cycle) = crate::refs::cycle(schema) {
+        return Err(StructuredError::Invalid {
+            what,
+            reason: format!(
+                "the schema refers to itself without descending into the value ({cycle}), so it can never be checked; put the self-reference under properties or items"
+            ),
+        });
+    }
     jsonschema::options()
         .should_validate_formats(true)
         // A format nobody can check is the client's to change (a 400 naming it).

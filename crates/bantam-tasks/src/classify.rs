@@ -38,6 +38,20 @@ pub async fn classify(engine: &Engine, req: &ClassifyTask) -> Result<ClassifyRes
         .iter()
         .map(|l| model.tokenize(l.name(), false, false))
         .collect();
+    if let Some(l) = req
+        .labels
+        .iter()
+        .zip(&candidates)
+        .find(|(_, t)| t.is_empty())
+    {
+        return Err(TaskError::invalid(
+            "labels",
+            format!(
+                "label {:?} is no text this model can write (it has no tokens); use a visible name",
+                l.0.name()
+            ),
+        ));
+    }
     let out = engine
         .score(
             prompts,

@@ -55,7 +55,29 @@ impl Server {
 
     /// Start with extra environment variables.
     pub fn start_env(extra: &[&str], envs: &[(&str, &str)]) -> Server {
-        let mut cmd = bantam();
+        Self::launch(&[], extra, envs)
+    }
+
+    /// Start under a wrapper command that execs the server (`prlimit --as=… --`).
+    pub fn start_wrapped(wrapper: &[&str], extra: &[&str]) -> Server {
+        Self::launch(wrapper, extra, &[])
+    }
+
+    fn launch(wrapper: &[&str], extra: &[&str], envs: &[(&str, &str)]) -> Server {
+        let mut cmd = match wrapper.split_first() {
+            Some((w, rest)) => {
+                let plain = bantam();
+                let mut c = Command::new(w);
+                c.args(rest).arg(plain.get_program());
+                for (k, v) in plain.get_envs() {
+                    if let Some(v) = v {
+                        c.env(k, v);
+                    }
+                }
+                c
+            }
+            None => bantam(),
+        };
         cmd.envs(envs.iter().copied());
         cmd.args(["serve", "--host", "127.0.0.1", "--port", "0"]);
         if !extra.contains(&"--keep-alive") {
