@@ -432,7 +432,9 @@ impl BackendError {
     }
 }
 
-pub(crate) fn truncate(s: &str, n: usize) -> String {
+/// `s` cut to `n` characters (with `...` when cut), for messages that quote what
+/// another server sent.
+pub fn truncate(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
         s.to_string()
     } else {

@@ -4,6 +4,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bantam_api::error::truncate;
 use bantam_api::{Backend, BackendError, Call, ChunkStream, Endpoint, Reply};
 use futures::future::BoxFuture;
 use futures::StreamExt;
@@ -300,14 +301,4 @@ impl crate::tasks::ChatCall for Upstream {
 /// A header's value (names are lower-case).
 pub fn header<'a>(h: &'a Headers, name: &str) -> Option<&'a str> {
     h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
-}
-
-pub(crate) fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        let mut t: String = s.chars().take(n).collect();
-        t.push_str("...");
-        t
-    }
 }
