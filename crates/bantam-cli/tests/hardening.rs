@@ -180,3 +180,42 @@ fn hostile_constraints_get_client_errors_and_the_server_keeps_serving() {
         assert_eq!(h, 200, "the server is down after {name}");
     }
 }
+
+#[test]
+fn classification_has_a_queue_bound_with_retry_after() {
+    let s = Server::start(&["--max-queue", "1"]);
+    let texts: Vec<String> = (0..40)
+        .map(|i| format!("message number {i} about a refund"))
+        .collect();
+    let body = json!({"model": MODEL, "input": texts, "labels": ["billing", "shipping", "other"]});
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let (url, body) = (s.url("/v1/classify"), body.clone());
+            std::thread::spawn(move || {
+                let r = reqwest::blocking::Client::new()
+                    .post(url)
+                    .json(&body)
+                    .send()
+                    .unwrap();
+                let retry = r.headers().get("retry-after").is_some();
+                (r.status().as_u16(), retry)
+            })
+        })
+        .collect();
+    let got: Vec<(u16, bool)> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+    assert!(
+        got.iter().all(|(st, _)| *st == 200 || *st == 429),
+        "{got:?}"
+    );
+    assert!(got.iter().any(|(st, _)| *st == 200), "{got:?}");
+    assert!(
+        got.iter().any(|(st, _)| *st == 429),
+        "one waits, the rest are told to retry: {got:?}"
+    );
+    assert!(
+        got.iter()
+            .filter(|(st, _)| *st == 429)
+            .all(|(_, retry)| *retry),
+        "{got:?}"
+    );
+}

@@ -77,6 +77,8 @@ pub struct Engine {
     ctx_per_seq: usize,
     tx: Mutex<Sender<Command>>,
     inflight: Arc<AtomicUsize>,
+    /// Score requests queued or running (bounded like generation's queue).
+    scoring: AtomicUsize,
     last_used: Mutex<Instant>,
     thread: Option<JoinHandle<()>>,
     constrainer: OnceLock<Result<Arc<Constrainer>, String>>,
@@ -112,7 +114,13 @@ impl Engine {
                     ..ModelParams::default()
                 },
             )
-            .map_err(|e| load_err(e.to_string()))?,
+            .map_err(|e| match e {
+                // The file itself: not something this server can ever load.
+                bantam_llama::LoadError::Rejected(_) | bantam_llama::LoadError::BadPath(_) => {
+                    EngineError::BadModelFile(name.to_string())
+                }
+                other => load_err(other.to_string()),
+            })?,
         );
         let template = resolve_template(&model, stored_template)?;
         let n_ctx_train = model.n_ctx_train().max(1);
@@ -142,7 +150,8 @@ impl Engine {
         };
         let inflight = Arc::new(AtomicUsize::new(0));
         let (tx, rx) = mpsc::channel::<Command>();
-        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), EngineError>>();
+        let thread_name = name.to_string();
         let score_params = ContextParams {
             n_ctx: ctx_per_seq.max(4096),
             ..params.clone()
@@ -163,16 +172,16 @@ impl Engine {
                 let ctx = match Context::new(thread_model, &params) {
                     Ok(c) => c,
                     Err(e) => {
-                        let _ = ready_tx.send(Err(e.to_string()));
+                        let _ = ready_tx.send(Err(EngineError::Load {
+                            model: thread_name,
+                            reason: e.to_string(),
+                        }));
                         return;
                     }
                 };
                 if !ctx.has_memory() {
-                    let _ = ready_tx.send(Err(
-                        "it is an encoder-only (embedding) model without a KV cache and cannot \
-                         generate text; use it through bantam_engine::Embedder"
-                            .into(),
-                    ));
+                    // An encoder without a KV cache: it embeds, it cannot generate.
+                    let _ = ready_tx.send(Err(EngineError::NotGenerative(thread_name)));
                     return;
                 }
                 let _ = ready_tx.send(Ok(()));
@@ -181,7 +190,7 @@ impl Engine {
             .map_err(|e| load_err(e.to_string()))?;
         match ready_rx.recv() {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(load_err(e)),
+            Ok(Err(e)) => return Err(e),
             Err(_) => return Err(load_err("engine thread exited during start-up".into())),
         }
         let info = ModelInfo {
@@ -215,6 +224,7 @@ impl Engine {
             ctx_per_seq: ctx_per_seq as usize,
             tx: Mutex::new(tx),
             inflight,
+            scoring: AtomicUsize::new(0),
             last_used: Mutex::new(Instant::now()),
             thread: Some(thread),
             constrainer: OnceLock::new(),
@@ -361,6 +371,16 @@ impl Engine {
                 shared = shared.min(first.iter().zip(p).take_while(|(a, b)| a == b).count());
             }
         }
+        // As many score requests may wait as generation requests (`max_queue`);
+        // beyond that, 429 rather than an ever longer wait.
+        let waiting = self.scoring.fetch_add(1, Ordering::SeqCst);
+        let _slot = Release(&self.scoring);
+        if waiting >= self.cfg.max_queue.max(1) as usize {
+            return Err(EngineError::QueueFull {
+                model: self.info.name.clone(),
+                waiting,
+            });
+        }
         if let Ok(mut t) = self.last_used.lock() {
             *t = Instant::now();
         }
@@ -450,6 +470,16 @@ impl Engine {
             return Err(EngineError::Stopped);
         }
         Ok(EventStream { rx })
+    }
+}
+
+/// Gives a counted place back when dropped (the request ended, failed or was
+/// abandoned).
+struct Release<'a>(&'a AtomicUsize);
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

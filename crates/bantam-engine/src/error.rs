@@ -37,6 +37,13 @@ pub enum EngineError {
         /// Why.
         reason: String,
     },
+    /// The model's file cannot be loaded (not a GGUF file, truncated, an
+    /// architecture llama.cpp does not know).
+    #[error("model {0} cannot be loaded: its file is not a GGUF model llama.cpp can read (truncated, corrupt or an unsupported architecture); reinstall it (`bantam rm`, then `bantam pull` or `bantam import`)")]
+    BadModelFile(String),
+    /// An embedding model was asked to generate.
+    #[error("{0} is an embedding model: it answers /v1/embeddings, not chat, completions or the task endpoints")]
+    NotGenerative(String),
     /// The chat template failed to render.
     #[error("chat template error: {0}")]
     Template(String),

@@ -35,10 +35,10 @@ impl Default for ModelParams {
 #[non_exhaustive]
 pub enum LoadError {
     /// The path is not valid UTF-8 or holds a NUL byte.
-    #[error("model path {0:?} cannot be passed to llama.cpp")]
+    #[error("the model's path cannot be passed to llama.cpp (not UTF-8, or a NUL byte)")]
     BadPath(std::path::PathBuf),
     /// llama.cpp refused the file (corrupt, truncated or unsupported architecture).
-    #[error("llama.cpp could not load {0:?} (not a GGUF file, truncated, or an unsupported architecture)")]
+    #[error("llama.cpp could not load the file (not a GGUF file, truncated, or an unsupported architecture)")]
     Rejected(std::path::PathBuf),
 }
 

@@ -19,7 +19,13 @@ pub struct Embedders {
     store: Store,
     threads: u32,
     loaded: Mutex<HashMap<String, Arc<Embedder>>>,
+    /// Requests computing or waiting (each model computes one at a time): beyond
+    /// [`MAX_WAITING`], 429 rather than an ever longer wait.
+    waiting: Arc<tokio::sync::Semaphore>,
 }
+
+/// Embedding requests that may compute or wait at once.
+pub const MAX_WAITING: usize = 64;
 
 impl std::fmt::Debug for Embedders {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -61,6 +67,7 @@ impl Embedders {
             store,
             threads,
             loaded: Mutex::default(),
+            waiting: Arc::new(tokio::sync::Semaphore::new(MAX_WAITING)),
         }
     }
 
@@ -88,8 +95,14 @@ impl Embedders {
                 backend: backend.to_string(),
                 param: Some("model".into()),
                 code: Some("not_an_embedding_model".into()),
+                // The reason only: the error names the blob's path, which is the
+                // server's business.
                 message: format!(
-                    "{model} cannot embed: {e}; use an embedding model such as all-minilm:l6-v2"
+                    "{model} cannot embed: {}; use an embedding model such as all-minilm:l6-v2",
+                    match &e {
+                        bantam_engine::EngineError::Load { reason, .. } => reason.clone(),
+                        other => other.to_string(),
+                    }
                 ),
             })?;
         let e = Arc::new(e);
@@ -105,6 +118,15 @@ impl Embedders {
         model: &str,
         req: &EmbedRequest,
     ) -> Result<Reply, BackendError> {
+        let Ok(_place) = self.waiting.clone().try_acquire_owned() else {
+            return Err(BackendError::Overloaded {
+                backend: backend.to_string(),
+                message: format!(
+                    "the server is busy: {MAX_WAITING} embedding requests are already waiting; retry later"
+                ),
+                retry_after_secs: Some(1),
+            });
+        };
         let e = self.get(backend, model).await?;
         if let Some(d) = req.dimensions() {
             if d != e.dim() {

@@ -38,6 +38,8 @@ pub fn engine_about(backend: &str, e: EngineError, schema_param: &str) -> Backen
             backend: b,
             message,
         },
+        EngineError::NotGenerative(_) => invalid("model", Some("not_a_generative_model")),
+        EngineError::BadModelFile(_) => invalid("model", Some("model_unusable")),
         EngineError::Stopped => BackendError::Unavailable {
             backend: b,
             reason: message,

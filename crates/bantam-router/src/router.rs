@@ -3,7 +3,7 @@
 //! circuit breakers, and writes every request to the ledger.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bantam_api::{
@@ -89,7 +89,6 @@ pub struct Router {
     routes: HashMap<String, Route>,
     route_order: Vec<String>,
     local: Arc<dyn LocalFactory>,
-    adhoc: Mutex<HashMap<String, Arc<Slot>>>,
     ledger: Option<Arc<Ledger>>,
     local_price: Price,
 }
@@ -191,7 +190,6 @@ impl Router {
             routes,
             route_order: cfg.routes.iter().map(|r| r.name.clone()).collect(),
             local,
-            adhoc: Mutex::default(),
             ledger: ledger.map(Arc::new),
             local_price: cfg.usage.local_price,
         })
@@ -244,20 +242,18 @@ impl Router {
         out
     }
 
+    /// A plain model name as a local backend of its own. Made per request and not
+    /// kept: it has no state worth keeping (its breaker never opens), and keeping one
+    /// per name would let clients grow the server's memory with made-up names.
     fn adhoc(&self, model: &str) -> Arc<Slot> {
-        let mut m = self.adhoc.lock().unwrap_or_else(|p| p.into_inner());
-        m.entry(model.to_string())
-            .or_insert_with(|| {
-                Arc::new(Slot {
-                    backend: self.local.local(model, model),
-                    cfg: BackendConfig::local(model, self.local_price),
-                    breaker: Breaker::new(BreakerConfig {
-                        failures: 0,
-                        cooldown_secs: 0.0,
-                    }),
-                })
-            })
-            .clone()
+        Arc::new(Slot {
+            backend: self.local.local(model, model),
+            cfg: BackendConfig::local(model, self.local_price),
+            breaker: Breaker::new(BreakerConfig {
+                failures: 0,
+                cooldown_secs: 0.0,
+            }),
+        })
     }
 
     /// A route's decision: the first matching rule; else, for a learned route, the

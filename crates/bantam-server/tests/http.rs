@@ -147,6 +147,8 @@ async fn every_chat_parameter_error_names_its_parameter() {
             "response_format",
         ),
         (json!({"tool_choice": "required"}), "tool_choice"),
+        (json!({"model": "m".repeat(300)}), "model"),
+        (json!({"model": "a\u{0}b"}), "model"),
     ] {
         let got = post(&f, "/v1/chat/completions", chat(extra.clone())).await;
         assert_error(&got, 400, "invalid_request_error", Some(param));

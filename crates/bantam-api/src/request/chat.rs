@@ -30,9 +30,7 @@ pub struct ChatRequest {
 impl ChatRequest {
     /// Validate a chat request.
     pub fn new(wire: ChatCompletionRequest) -> Result<Self, Invalid> {
-        if wire.model.trim().is_empty() {
-            return Err(Invalid::param("model", "model is required"));
-        }
+        super::check_model(&wire.model)?;
         if wire.messages.is_empty() {
             return Err(Invalid::param(
                 "messages",

@@ -24,9 +24,7 @@ pub struct CompletionRequest {
 impl CompletionRequest {
     /// Validate a completion request.
     pub fn new(wire: Wire) -> Result<Self, Invalid> {
-        if wire.model.trim().is_empty() {
-            return Err(Invalid::param("model", "model is required"));
-        }
+        super::check_model(&wire.model)?;
         let text = |t: &String| Prompt::Text {
             text: t.clone(),
             special: false,

@@ -27,9 +27,7 @@ pub struct EmbedRequest {
 impl EmbedRequest {
     /// Validate an embeddings request.
     pub fn new(wire: EmbeddingsRequest) -> Result<Self, Invalid> {
-        if wire.model.trim().is_empty() {
-            return Err(Invalid::param("model", "model is required"));
-        }
+        super::check_model(&wire.model)?;
         let tokens = |t: &Vec<i64>, i: usize| -> Result<EmbedInput, Invalid> {
             if t.is_empty() {
                 return Err(Invalid::param(

@@ -62,6 +62,33 @@ impl Invalid {
     }
 }
 
+/// Longest model (or route) name.
+pub const MAX_MODEL_NAME: usize = 256;
+
+/// A model name: present, at most [`MAX_MODEL_NAME`] bytes, no control characters
+/// (it ends up in logs, headers and the ledger).
+pub(crate) fn check_model(model: &str) -> Result<(), Invalid> {
+    if model.trim().is_empty() {
+        return Err(Invalid::param("model", "model is required"));
+    }
+    if model.len() > MAX_MODEL_NAME {
+        return Err(Invalid::param(
+            "model",
+            format!(
+                "model names are at most {MAX_MODEL_NAME} bytes, got {}",
+                model.len()
+            ),
+        ));
+    }
+    if model.chars().any(char::is_control) {
+        return Err(Invalid::param(
+            "model",
+            "model names have no control characters",
+        ));
+    }
+    Ok(())
+}
+
 /// Parse a JSON body as `T`; a parse error is an [`Invalid`] that points at the
 /// problem (line and column, or the field and what was expected).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Invalid> {

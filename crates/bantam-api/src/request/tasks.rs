@@ -26,10 +26,7 @@ pub enum Scoring {
 }
 
 fn model_required(model: &str) -> Result<(), Invalid> {
-    if model.trim().is_empty() {
-        return Err(Invalid::param("model", "model is required"));
-    }
-    Ok(())
+    super::check_model(model)
 }
 
 fn template(text: Option<&str>, task: PromptTask) -> Result<Option<PromptTemplate>, Invalid> {
