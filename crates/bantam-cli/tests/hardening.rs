@@ -219,3 +219,21 @@ fn classification_has_a_queue_bound_with_retry_after() {
         "{got:?}"
     );
 }
+
+#[test]
+fn summaries_have_a_configurable_input_bound() {
+    let s = Server::start(&["--max-summarize-chars", "1000"]);
+    let (st, v) = s.post(
+        "/v1/summarize",
+        &json!({"model": MODEL, "input": "A sentence about nothing. ".repeat(80)}),
+    );
+    assert_eq!(
+        (st, v["error"]["param"].as_str()),
+        (400, Some("input")),
+        "{v}"
+    );
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("1000"),
+        "{v}"
+    );
+}

@@ -50,6 +50,26 @@ impl Default for EngineConfig {
     }
 }
 
+impl EngineConfig {
+    /// Settings within what this engine can run; `Err` names the setting to fix.
+    pub fn check(&self) -> Result<(), String> {
+        let bad = |k: &str, v: u64, lo: u64, hi: u64| {
+            (!(lo..=hi).contains(&v)).then(|| format!("{k} = {v} is out of range ({lo}–{hi})"))
+        };
+        let problems = [
+            bad("parallel", self.parallel.into(), 1, 256),
+            bad("ctx_size", self.ctx_size.into(), 0, 1 << 20),
+            bad("batch_size", self.batch_size.into(), 1, 1 << 16),
+            bad("threads", self.threads.into(), 0, 1024),
+            bad("max_queue", self.max_queue.into(), 0, 1 << 20),
+        ];
+        match problems.into_iter().flatten().next() {
+            Some(p) => Err(p),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Engine settings an operator gave for every model — the `[engine]` table of
 /// `bantam serve`'s TOML file, `BANTAM_*` variables and flags (one struct is all
 /// three: with the `clap` feature it is also the command-line arguments).

@@ -318,6 +318,15 @@ impl Engine {
                 special,
                 add_bos,
             } => {
+                // A token is rarely more than a few bytes: text this much longer
+                // than the context cannot fit, and is not handed to the tokeniser
+                // (llama.cpp can throw on huge inputs, which would abort the process).
+                if text.len() > self.ctx_per_seq.saturating_mul(64).max(1 << 16) {
+                    return Err(EngineError::ContextOverflow {
+                        prompt_tokens: text.len() / 4,
+                        ctx_size: self.ctx_per_seq,
+                    });
+                }
                 let mut toks = self.model.tokenize(text, false, *special);
                 if *add_bos && self.model.adds_bos() {
                     if let Some(bos) = self.model.bos() {

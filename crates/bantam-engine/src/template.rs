@@ -107,6 +107,10 @@ impl ChatTemplate {
 
     fn env(&self) -> Environment<'static> {
         let mut env = Environment::new();
+        // A template comes with a model file or an imported archive: bounded work
+        // (a loop nested in a loop must not hold a thread forever) and depth.
+        env.set_fuel(Some(TEMPLATE_FUEL));
+        env.set_recursion_limit(64);
         minijinja_contrib::add_to_environment(&mut env);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.set_trim_blocks(true);
@@ -140,10 +144,25 @@ impl ChatTemplate {
             eos_token => self.eos_token.clone(),
             tools => tools.map(Value::from_serialize),
         };
-        tmpl.render(ctx)
-            .map_err(|e| EngineError::Template(describe(&e)))
+        let out = tmpl
+            .render(ctx)
+            .map_err(|e| EngineError::Template(describe(&e)))?;
+        if out.len() > MAX_RENDERED_BYTES {
+            return Err(EngineError::Template(format!(
+                "the rendered prompt is {} MB, more than any context holds; the chat template or the conversation is at fault",
+                out.len() >> 20
+            )));
+        }
+        Ok(out)
     }
 }
+
+/// Instructions a template may execute per render (minijinja's fuel): far more than
+/// a real chat template needs for the longest conversation a request may carry.
+const TEMPLATE_FUEL: u64 = 50_000_000;
+
+/// Longest rendered prompt: 16 MiB is more text than any model's context holds.
+const MAX_RENDERED_BYTES: usize = 16 << 20;
 
 /// `tojson` as Hugging Face's template environment defines it: Python's
 /// `json.dumps(x, ensure_ascii=False)` — `", "` and `": "` separators, no HTML
@@ -322,6 +341,22 @@ mod tests {
             .render(&[TemplateMessage::new("system", "x")], false, None)
             .unwrap_err();
         assert!(err.to_string().contains("first must be user"), "{err}");
+    }
+
+    #[test]
+    fn hostile_templates_end_in_errors_not_hangs() {
+        let t = |src: &str| {
+            ChatTemplate::new(src.into(), TemplateSource::Stored, "".into(), "".into()).unwrap()
+        };
+        let msgs = [TemplateMessage::new("user", "hi")];
+        let started = std::time::Instant::now();
+        let looping =
+            t("{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}");
+        let e = looping.render(&msgs, true, None).unwrap_err();
+        assert!(matches!(e, EngineError::Template(_)), "{e}");
+        let huge = t("{% for i in range(3000000) %}{{ 'xxxxxxxx' }}{% endfor %}");
+        assert!(huge.render(&msgs, true, None).is_err());
+        assert!(started.elapsed() < std::time::Duration::from_secs(30));
     }
 
     #[test]

@@ -53,7 +53,13 @@ pub struct Local {
     pub structured_retries: u32,
     /// Threads of each embedding model (0 = physical cores).
     pub embed_threads: u32,
+    /// Longest input `/v1/summarize` takes, in characters (summarising in parts is
+    /// linear in the input, but not free).
+    pub max_summarize_chars: usize,
 }
+
+/// Default of [`Local::max_summarize_chars`]: about 250k tokens of text.
+pub const MAX_SUMMARIZE_CHARS: usize = 1_000_000;
 
 impl std::fmt::Debug for Local {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -100,6 +106,7 @@ impl Local {
             store,
             structured_retries,
             embed_threads,
+            max_summarize_chars: MAX_SUMMARIZE_CHARS,
         }
     }
 
@@ -169,6 +176,17 @@ impl LocalBackend {
                 completions::completions(&engine, name, &r).await
             }
             Request::Embed(r) => l.embedders.embed(name, &self.model, &r).await,
+            Request::Summarize(r) if r.input.len() > l.max_summarize_chars => {
+                Err(BackendError::invalid(
+                    name,
+                    Some("input"),
+                    format!(
+                        "the input has {} characters; this server summarises at most {} (its max_summarize_chars); split the text",
+                        r.input.len(),
+                        l.max_summarize_chars
+                    ),
+                ))
+            }
             other => tasks::task(&l.pool, name, &self.model, &other).await,
         }
     }

@@ -65,6 +65,13 @@ impl StoreResolver {
             ),
         })?;
         self.overrides.apply(&mut cfg);
+        cfg.check().map_err(|reason| EngineError::Load {
+            model: m.name.clone(),
+            reason: format!(
+                "{reason}; fix the stored option with `bantam config {} --set` or the server's setting",
+                m.name
+            ),
+        })?;
         Ok(cfg)
     }
 }

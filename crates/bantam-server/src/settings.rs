@@ -70,6 +70,9 @@ pub struct ServeSettings {
     /// cores). Default 1, so embeddings do not fight the generation engines for cores.
     #[arg(long, env = "BANTAM_EMBED_THREADS")]
     pub embed_threads: Option<u32>,
+    /// Longest `/v1/summarize` input, in characters (default 1000000).
+    #[arg(long, env = "BANTAM_MAX_SUMMARIZE_CHARS")]
+    pub max_summarize_chars: Option<usize>,
     /// Engine settings for every model (the `[engine]` table).
     #[command(flatten)]
     pub engine: EngineOverrides,
@@ -112,6 +115,7 @@ impl ServeSettings {
             shutdown_grace_secs: self.shutdown_grace_secs.or(lower.shutdown_grace_secs),
             structured_retries: self.structured_retries.or(lower.structured_retries),
             embed_threads: self.embed_threads.or(lower.embed_threads),
+            max_summarize_chars: self.max_summarize_chars.or(lower.max_summarize_chars),
             engine: self.engine.or(lower.engine),
             pool: self.pool.or(lower.pool),
             usage_db: self.usage_db.or(lower.usage_db),
@@ -162,6 +166,7 @@ impl ServeSettings {
             engine: self.engine,
             embed_threads: self.embed_threads.unwrap_or(d.embed_threads),
             pool: self.pool.resolve(),
+            max_summarize_chars: self.max_summarize_chars.unwrap_or(d.max_summarize_chars),
             backends: self.backends,
             routes: self.routes,
             usage,

@@ -40,6 +40,8 @@ pub struct ServerConfig {
     pub embed_threads: u32,
     /// How many models stay loaded.
     pub pool: PoolConfig,
+    /// Longest `/v1/summarize` input, in characters.
+    pub max_summarize_chars: usize,
     /// Declared backends: local models and OpenAI-compatible upstreams.
     pub backends: Vec<bantam_router::BackendConfig>,
     /// Routes: virtual model names whose policy picks a backend per request.
@@ -60,6 +62,7 @@ impl Default for ServerConfig {
             engine: EngineOverrides::default(),
             embed_threads: 1,
             pool: PoolConfig::default(),
+            max_summarize_chars: bantam_local::MAX_SUMMARIZE_CHARS,
             backends: Vec::new(),
             routes: Vec::new(),
             usage: bantam_router::UsageConfig::default(),
@@ -121,7 +124,7 @@ impl AppState {
             )
             .cloned()
             .collect();
-        let local = Local::open(
+        let mut local = Local::open(
             store.clone(),
             config.engine.clone(),
             config.pool.clone(),
@@ -129,6 +132,7 @@ impl AppState {
             config.structured_retries,
             config.embed_threads,
         );
+        local.max_summarize_chars = config.max_summarize_chars;
         let pool = local.pool.clone();
         let routing = RoutingConfig {
             backends: config.backends.clone(),

@@ -18,6 +18,18 @@ const REPETITION_PENALTY: f32 = 1.1;
 /// Most levels of summaries of summaries.
 const MAX_LEVELS: u32 = 6;
 
+/// Run CPU-heavy work (tokenising a long input) without holding up the other tasks
+/// of a multi-threaded runtime (the server's): they move to other workers meanwhile.
+fn cpu<T>(f: impl FnOnce() -> T) -> T {
+    let multi = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
+    }
+}
+
 /// Split `text` into pieces of at most `budget` tokens, at sentence or line ends.
 pub fn chunk(engine: &Engine, text: &str, budget: usize) -> Vec<String> {
     let model = engine.model();
@@ -87,14 +99,15 @@ pub async fn summarize(
     let mut text = req.input.clone();
     let mut levels = 0;
     let mut leaf_chunks = 1;
-    while model.tokenize(&text, false, false).len() > budget {
+    let tokens = |t: &str| cpu(|| model.tokenize(t, false, false).len());
+    while tokens(&text) > budget {
         if levels >= MAX_LEVELS {
             return Err(TaskError::invalid(
                 "input",
                 "the input is too long to summarise within the level limit; split it first",
             ));
         }
-        let pieces = chunk(engine, &text, budget);
+        let pieces = cpu(|| chunk(engine, &text, budget));
         if levels == 0 {
             leaf_chunks = pieces.len() as u32;
         }
@@ -122,8 +135,7 @@ pub async fn summarize(
             }
         }
         let joined = summaries.join("\n\n");
-        if model.tokenize(&joined, false, false).len() >= model.tokenize(&text, false, false).len()
-        {
+        if tokens(&joined) >= tokens(&text) {
             return Err(TaskError::invalid(
                 "input",
                 "the partial summaries are not shorter than the text; lower max_tokens",

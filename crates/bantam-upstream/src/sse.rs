@@ -28,6 +28,12 @@ impl SseParser {
         out
     }
 
+    /// Bytes held for an event not finished yet (a line without its newline, data
+    /// lines without the blank line that ends the event).
+    pub fn pending(&self) -> usize {
+        self.buf.len() + self.data.as_ref().map_or(0, String::len)
+    }
+
     /// The stream ended: a last event not followed by a blank line.
     pub fn finish(&mut self) -> Option<String> {
         let rest = std::mem::take(&mut self.buf);

@@ -31,6 +31,9 @@ pub struct UpstreamConfig {
     pub native_tasks: bool,
 }
 
+/// Longest server-sent event accepted from an upstream.
+const MAX_EVENT_BYTES: usize = 16 << 20;
+
 /// A remote backend.
 #[derive(Debug, Clone)]
 pub struct Upstream {
@@ -185,6 +188,8 @@ impl Upstream {
             pending: std::collections::VecDeque<String>,
             done: bool,
             me: Upstream,
+            /// When the last event (not a keep-alive comment) arrived.
+            last_event: std::time::Instant,
         }
         let st = St {
             bytes: resp.bytes_stream().boxed(),
@@ -192,6 +197,7 @@ impl Upstream {
             pending: Default::default(),
             done: false,
             me: self.clone(),
+            last_event: std::time::Instant::now(),
         };
         let s = futures::stream::unfold(st, move |mut st| async move {
             loop {
@@ -199,6 +205,7 @@ impl Upstream {
                     return None;
                 }
                 if let Some(data) = st.pending.pop_front() {
+                    st.last_event = std::time::Instant::now();
                     if data.trim() == "[DONE]" {
                         return None;
                     }
@@ -230,6 +237,26 @@ impl Upstream {
                     Ok(Some(Ok(b))) => {
                         let evs = st.parser.push(&b);
                         st.pending.extend(evs);
+                        // Bytes are not progress: an upstream sending only
+                        // keep-alive comments, or one endless line, is cut off.
+                        let stalled = st.pending.is_empty() && st.last_event.elapsed() > idle;
+                        let bloated = st.parser.pending() > MAX_EVENT_BYTES;
+                        if stalled || bloated {
+                            st.done = true;
+                            let reason = if bloated {
+                                format!("an event longer than {} MiB", MAX_EVENT_BYTES >> 20)
+                            } else {
+                                format!(
+                                    "no event for {} s (only keep-alive comments)",
+                                    idle.as_secs_f64()
+                                )
+                            };
+                            let e = BackendError::Broken {
+                                backend: st.me.cfg.name.clone(),
+                                reason,
+                            };
+                            return Some((Err(e), st));
+                        }
                     }
                     Ok(Some(Err(e))) => {
                         st.done = true;

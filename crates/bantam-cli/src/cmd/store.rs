@@ -347,6 +347,12 @@ pub fn import(home: &Path, a: ImportArgs) -> Result<()> {
         };
         store.import_file(&a.file, &opts, &bars)?
     };
+    // What an archive's manifest carries is checked before the model is used:
+    // engine options within range, a chat template that compiles.
+    if let Err(e) = check_installed(&store, &m) {
+        let _ = store.remove(&m.name);
+        bail!("{}: {e}; the model was not installed", a.file.display());
+    }
     println!(
         "imported {} ({}, sha256 {})",
         m.name,
@@ -399,5 +405,24 @@ pub fn config(home: &Path, a: ConfigArgs) -> Result<()> {
         store.write_manifest(&m)?;
     }
     println!("{}", serde_json::to_string_pretty(&m.options)?);
+    Ok(())
+}
+
+/// An installed model's stored options and template are usable.
+fn check_installed(store: &bantam_store::Store, m: &bantam_store::Manifest) -> Result<()> {
+    let resolver = bantam_local::StoreResolver::new(
+        store.clone(),
+        bantam_engine::EngineConfig::default(),
+        bantam_engine::EngineOverrides::default(),
+    );
+    resolver.engine_config(m)?;
+    if let Some(t) = &m.template {
+        bantam_engine::template::ChatTemplate::new(
+            t.clone(),
+            bantam_engine::template::TemplateSource::Stored,
+            String::new(),
+            String::new(),
+        )?;
+    }
     Ok(())
 }
