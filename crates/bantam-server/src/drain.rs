@@ -29,11 +29,15 @@ pub struct Drain {
 }
 
 /// Decrements the in-flight count when dropped.
-struct Guard(Arc<Drain>);
+/// A request in flight, for the server and for its connection.
+struct Guard(Arc<Drain>, Option<Arc<AtomicUsize>>);
 
 impl Drop for Guard {
     fn drop(&mut self) {
         self.0.inflight.fetch_sub(1, Ordering::SeqCst);
+        if let Some(c) = &self.1 {
+            c.fetch_sub(1, Ordering::SeqCst);
+        }
     }
 }
 
@@ -78,7 +82,15 @@ pub(crate) async fn track(State(st): State<AppState>, req: Request, next: Next) 
         return r;
     }
     drain.inflight.fetch_add(1, Ordering::SeqCst);
-    let guard = Guard(drain);
+    // The connection's own count: an idle-connection timeout never cuts a request.
+    let conn = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<crate::conn::ConnMeta>>()
+        .map(|c| c.0.busy.clone());
+    if let Some(c) = &conn {
+        c.fetch_add(1, Ordering::SeqCst);
+    }
+    let guard = Guard(drain, conn);
     let (parts, body) = next.run(req).await.into_parts();
     // The guard lives as long as the body stream: until the last byte or a disconnect.
     let body = Body::from_stream(body.into_data_stream().map(move |chunk| {

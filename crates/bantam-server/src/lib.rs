@@ -6,6 +6,7 @@
 //! rendered in [`error`]. [`app`] builds the router without binding a socket, so
 //! tests drive it with `oneshot`; [`serve`] binds and shuts down gracefully.
 
+pub mod conn;
 mod drain;
 pub mod error;
 mod routes;
@@ -87,7 +88,36 @@ pub async fn serve(
         )
     })?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
+    serve_on(listener, state, shutdown).await
+}
+
+/// [`serve`] on a listener bound already (tests bind port 0 and read its address).
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let cfg = state.config.clone();
     let local = listener.local_addr()?;
+    // Descriptors for every connection allowed, with room for models and files.
+    let fds = conn::raise_fd_limit().unwrap_or(1024);
+    let room = usize::try_from(fds.saturating_sub(256))
+        .unwrap_or(usize::MAX)
+        .max(16);
+    let max_conns = cfg.max_connections.min(room);
+    if max_conns < cfg.max_connections {
+        tracing::warn!(
+            max_connections = cfg.max_connections,
+            open_files = fds,
+            allowed = max_conns,
+            "the open-files limit allows fewer connections than configured"
+        );
+    }
+    let listener = conn::Bounded::new(
+        listener,
+        max_conns,
+        Duration::from_secs(cfg.idle_timeout_secs.max(1)),
+    );
     for name in &cfg.preload {
         match state.pool.preload(name).await {
             Ok(info) => tracing::info!(model = %info.name, secs = info.load_secs, "preloaded"),
@@ -124,7 +154,11 @@ pub async fn serve(
             );
         }
     };
-    let server = axum::serve(listener, app(state.clone())).with_graceful_shutdown(drained);
+    let server = axum::serve(
+        listener,
+        app(state.clone()).into_make_service_with_connect_info::<conn::ConnMeta>(),
+    )
+    .with_graceful_shutdown(drained);
     if let Err(e) = server.await {
         tracing::error!(error = %e, "server error");
     }

@@ -62,6 +62,13 @@ pub struct ServeSettings {
     /// Seconds running requests may take to finish after SIGTERM.
     #[arg(long, env = "BANTAM_SHUTDOWN_GRACE_SECS")]
     pub shutdown_grace_secs: Option<u64>,
+    /// Most client connections at once (default 1024; further clients wait).
+    #[arg(long, env = "BANTAM_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Seconds a connection may go without a request in flight before it is closed
+    /// (idle keep-alive, slow headers; default 60).
+    #[arg(long, env = "BANTAM_IDLE_TIMEOUT_SECS")]
+    pub idle_timeout_secs: Option<u64>,
     /// Retries of a non-streamed structured output cut short by max_tokens or failing
     /// validation (with a growing repetition penalty) before the request fails.
     #[arg(long, env = "BANTAM_STRUCTURED_RETRIES")]
@@ -113,6 +120,8 @@ impl ServeSettings {
             preload: self.preload.or(lower.preload),
             max_body_bytes: self.max_body_bytes.or(lower.max_body_bytes),
             shutdown_grace_secs: self.shutdown_grace_secs.or(lower.shutdown_grace_secs),
+            max_connections: self.max_connections.or(lower.max_connections),
+            idle_timeout_secs: self.idle_timeout_secs.or(lower.idle_timeout_secs),
             structured_retries: self.structured_retries.or(lower.structured_retries),
             embed_threads: self.embed_threads.or(lower.embed_threads),
             max_summarize_chars: self.max_summarize_chars.or(lower.max_summarize_chars),
@@ -162,6 +171,8 @@ impl ServeSettings {
             preload: self.preload.unwrap_or(d.preload),
             max_body_bytes: self.max_body_bytes.unwrap_or(d.max_body_bytes),
             shutdown_grace_secs: self.shutdown_grace_secs.unwrap_or(d.shutdown_grace_secs),
+            max_connections: self.max_connections.unwrap_or(d.max_connections),
+            idle_timeout_secs: self.idle_timeout_secs.unwrap_or(d.idle_timeout_secs),
             structured_retries: self.structured_retries.unwrap_or(d.structured_retries),
             engine: self.engine,
             embed_threads: self.embed_threads.unwrap_or(d.embed_threads),

@@ -25,6 +25,11 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Seconds to wait for running requests on shutdown.
     pub shutdown_grace_secs: u64,
+    /// Most client connections at once (further clients wait until one closes).
+    pub max_connections: usize,
+    /// A connection without a request in flight for this long is closed (idle
+    /// keep-alive, or request headers sent too slowly).
+    pub idle_timeout_secs: u64,
     /// Non-streamed structured outputs cut short by `max_tokens` (small models can
     /// loop inside a string) or failing validation are generated again this many
     /// times, with a growing repetition penalty, before the request fails.
@@ -58,6 +63,8 @@ impl Default for ServerConfig {
             preload: Vec::new(),
             max_body_bytes: 32 << 20,
             shutdown_grace_secs: 30,
+            max_connections: 1024,
+            idle_timeout_secs: 60,
             structured_retries: 2,
             engine: EngineOverrides::default(),
             embed_threads: 1,
