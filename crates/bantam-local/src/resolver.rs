@@ -41,11 +41,6 @@ impl StoreResolver {
         self
     }
 
-    /// The store.
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
     /// Engine settings for a manifest: defaults, its stored options, the overrides.
     pub fn engine_config(&self, m: &Manifest) -> Result<EngineConfig, EngineError> {
         let mut v = serde_json::to_value(&self.defaults).map_err(|e| EngineError::Load {
