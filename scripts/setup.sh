@@ -2,7 +2,8 @@
 # Install what building and testing Bantam needs on Debian/Ubuntu, if missing:
 # cmake and clang/libclang (llama.cpp and its bindings), curl (tests), chromium and
 # fonts-dejavu-core (the eval HTML report is rendered headless in a test), and the
-# official `openai` Python package (tests drive the server with it), `jsonschema`
+# official `openai` Python package (tests drive the server with it), schemathesis
+# (in ~/.cache/bantam/schemathesis: fuzzes the API against /openapi.json), `jsonschema`
 # (tests validate structured outputs independently of the server), and sacrebleu,
 # scikit-learn and rouge-score (the references the evaluation metrics are compared
 # with).
@@ -22,5 +23,13 @@ python3 -c 'import openai' 2>/dev/null || python3 -m pip install -q --disable-pi
 python3 -c 'import jsonschema' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check 'jsonschema>=4.18'
 # Reference implementations the evaluation metrics are checked against.
 python3 -c 'import sacrebleu, sklearn, rouge_score' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check 'sacrebleu>=2.4' 'scikit-learn>=1.3' 'rouge-score>=0.1.2'
+# schemathesis fuzzes the server against its own OpenAPI document (tests/contract.rs);
+# it has many dependencies, so it lives in its own virtual environment.
+st_env="$HOME/.cache/bantam/schemathesis"
+if ! "$st_env/bin/st" --version 2>/dev/null | grep -q '4.32.5'; then
+  rm -rf "$st_env"
+  python3 -m venv "$st_env"
+  "$st_env/bin/pip" install -q --disable-pip-version-check 'schemathesis==4.32.5'
+fi
 # The all-MiniLM-L6-v2 reference (tests/python/minilm_reference.py): HF tokenizers and a numpy forward pass.
 python3 -c 'import numpy, safetensors, tokenizers' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check numpy 'safetensors>=0.4' 'tokenizers>=0.15'

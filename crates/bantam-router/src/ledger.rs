@@ -60,7 +60,7 @@ pub struct Record {
 }
 
 /// A grouping dimension of the usage report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Dim {
     /// By backend.
@@ -111,7 +111,7 @@ pub struct UsageQuery {
 }
 
 /// Sums over a set of requests.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct UsageRow {
     /// Values of the grouping dimensions (`route: null` = direct calls).
     #[serde(flatten)]
@@ -137,7 +137,7 @@ pub struct UsageRow {
 }
 
 /// The report.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct UsageReport {
     /// `usage`.
     pub object: String,

@@ -9,6 +9,7 @@
 pub mod conn;
 mod drain;
 pub mod error;
+pub mod openapi;
 mod routes;
 pub mod settings;
 pub mod state;
@@ -18,7 +19,7 @@ use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 
 pub use error::ApiError;
@@ -28,17 +29,10 @@ pub use state::{ledger_path, AppState, ServerConfig};
 /// The router with every route.
 pub fn app(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
-    Router::new()
-        .route("/v1/chat/completions", post(routes::routed::chat_completions))
-        .route("/v1/completions", post(routes::routed::completions))
-        .route("/v1/embeddings", post(routes::routed::embeddings))
-        .route("/v1/usage", get(routes::usage::usage))
-        .route("/v1/classify", post(routes::routed::classify))
-        .route("/v1/extract", post(routes::routed::extract))
-        .route("/v1/summarize", post(routes::routed::summarize))
-        .route("/v1/models", get(routes::models::list))
-        .route("/v1/models/{*id}", get(routes::models::get))
-        .route("/health", get(routes::models::health))
+    // Every route is an operation of the OpenAPI document, so the two cannot drift.
+    openapi::OPERATIONS
+        .iter()
+        .fold(Router::new(), |r, op| r.route(op.route, handler(op.id)))
         .method_not_allowed_fallback(|req: axum::extract::Request| async move {
             ApiError::new(
                 axum::http::StatusCode::METHOD_NOT_ALLOWED,
@@ -46,7 +40,7 @@ pub fn app(state: AppState) -> Router {
                 None,
                 Some("method_not_allowed"),
                 format!(
-                    "{} is not allowed on {}; the model endpoints take POST with a JSON body, /v1/models, /v1/usage and /health take GET",
+                    "{} is not allowed on {}; the model endpoints take POST with a JSON body, /v1/models, /v1/usage, /health and /openapi.json take GET",
                     req.method(),
                     req.uri().path()
                 ),
@@ -58,7 +52,7 @@ pub fn app(state: AppState) -> Router {
                 "invalid_request_error",
                 None,
                 Some("unknown_url"),
-                "unknown endpoint; Bantam serves /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/classify, /v1/extract, /v1/summarize, /v1/models, /v1/usage and /health",
+                "unknown endpoint; Bantam serves /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/classify, /v1/extract, /v1/summarize, /v1/models, /v1/usage and /health, described by GET /openapi.json",
             )
         })
         .layer(DefaultBodyLimit::max(limit))
@@ -72,6 +66,24 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), drain::track))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// The handler of an [`openapi::Operation`].
+fn handler(operation_id: &str) -> MethodRouter<AppState> {
+    match operation_id {
+        "createChatCompletion" => post(routes::routed::chat_completions),
+        "createCompletion" => post(routes::routed::completions),
+        "createEmbedding" => post(routes::routed::embeddings),
+        "classify" => post(routes::routed::classify),
+        "extract" => post(routes::routed::extract),
+        "summarize" => post(routes::routed::summarize),
+        "listModels" => get(routes::models::list),
+        "retrieveModel" => get(routes::models::get),
+        "usage" => get(routes::usage::usage),
+        "health" => get(routes::models::health),
+        "openapi" => get(routes::models::openapi),
+        other => unreachable!("operation {other} has no handler"),
+    }
 }
 
 /// Bind, serve until `shutdown` resolves, then let running requests finish (up to the

@@ -69,6 +69,10 @@ pub struct ServeSettings {
     /// (idle keep-alive, slow headers; default 60).
     #[arg(long, env = "BANTAM_IDLE_TIMEOUT_SECS")]
     pub idle_timeout_secs: Option<u64>,
+    /// Seconds a request body may take to arrive once its headers have (default 60);
+    /// a slower one is answered 408 and its connection closed.
+    #[arg(long, env = "BANTAM_BODY_TIMEOUT_SECS")]
+    pub body_timeout_secs: Option<u64>,
     /// Retries of a non-streamed structured output cut short by max_tokens or failing
     /// validation (with a growing repetition penalty) before the request fails.
     #[arg(long, env = "BANTAM_STRUCTURED_RETRIES")]
@@ -122,6 +126,7 @@ impl ServeSettings {
             shutdown_grace_secs: self.shutdown_grace_secs.or(lower.shutdown_grace_secs),
             max_connections: self.max_connections.or(lower.max_connections),
             idle_timeout_secs: self.idle_timeout_secs.or(lower.idle_timeout_secs),
+            body_timeout_secs: self.body_timeout_secs.or(lower.body_timeout_secs),
             structured_retries: self.structured_retries.or(lower.structured_retries),
             embed_threads: self.embed_threads.or(lower.embed_threads),
             max_summarize_chars: self.max_summarize_chars.or(lower.max_summarize_chars),
@@ -173,6 +178,7 @@ impl ServeSettings {
             shutdown_grace_secs: self.shutdown_grace_secs.unwrap_or(d.shutdown_grace_secs),
             max_connections: self.max_connections.unwrap_or(d.max_connections),
             idle_timeout_secs: self.idle_timeout_secs.unwrap_or(d.idle_timeout_secs),
+            body_timeout_secs: self.body_timeout_secs.unwrap_or(d.body_timeout_secs),
             structured_retries: self.structured_retries.unwrap_or(d.structured_retries),
             engine: self.engine,
             embed_threads: self.embed_threads.unwrap_or(d.embed_threads),

@@ -30,6 +30,9 @@ pub struct ServerConfig {
     /// A connection without a request in flight for this long is closed (idle
     /// keep-alive, or request headers sent too slowly).
     pub idle_timeout_secs: u64,
+    /// Seconds a request body may take to arrive after its headers (a slower one is
+    /// a 408).
+    pub body_timeout_secs: u64,
     /// Non-streamed structured outputs cut short by `max_tokens` (small models can
     /// loop inside a string) or failing validation are generated again this many
     /// times, with a growing repetition penalty, before the request fails.
@@ -65,6 +68,7 @@ impl Default for ServerConfig {
             shutdown_grace_secs: 30,
             max_connections: 1024,
             idle_timeout_secs: 60,
+            body_timeout_secs: 60,
             structured_retries: 2,
             engine: EngineOverrides::default(),
             embed_threads: 1,

@@ -94,6 +94,48 @@ async fn idle_connections_and_slow_headers_are_closed() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_body_that_trickles_in_gets_a_408() {
+    // The idle timeout does not apply once the headers are in (a request is in
+    // flight); the body has its own deadline.
+    let (base, _dir) = start(
+        "idle_timeout_secs = 60\nbody_timeout_secs = 1",
+        Duration::ZERO,
+    )
+    .await;
+    let (secs, answer) = tokio::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect(&base).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let t = Instant::now();
+        s.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{\"model\":")
+            .unwrap();
+        // A byte now and then does not extend the deadline.
+        let mut w = s.try_clone().unwrap();
+        std::thread::spawn(move || {
+            for _ in 0..30 {
+                std::thread::sleep(Duration::from_millis(200));
+                if w.write_all(b" ").is_err() {
+                    break;
+                }
+            }
+        });
+        let mut got = Vec::new();
+        let mut buf = [0u8; 512];
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        (t.elapsed().as_secs_f64(), String::from_utf8_lossy(&got).into_owned())
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("body_timeout"), "{answer}");
+    assert!(secs < 5.0, "{secs}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_request_longer_than_the_idle_timeout_is_not_cut() {
     let (base, _dir) = start("idle_timeout_secs = 1", Duration::from_millis(2500)).await;
     let body = json!({"model": "slow", "messages": [{"role": "user", "content": "hi"}]});

@@ -241,7 +241,7 @@ async fn error_bodies_snapshot() {
     let (_, v, _) = send(&f, "GET", "/v1/nothing", "").await;
     assert_eq!(
         v,
-        json!({"error": {"message": "unknown endpoint; Bantam serves /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/classify, /v1/extract, /v1/summarize, /v1/models, /v1/usage and /health", "type": "invalid_request_error", "param": null, "code": "unknown_url"}})
+        json!({"error": {"message": "unknown endpoint; Bantam serves /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/classify, /v1/extract, /v1/summarize, /v1/models, /v1/usage and /health, described by GET /openapi.json", "type": "invalid_request_error", "param": null, "code": "unknown_url"}})
     );
     let (_, v) = post(
         &f,
@@ -404,4 +404,34 @@ async fn models_and_health_without_models() {
     let (s, v, _) = send(&f, "GET", "/health", "").await;
     assert_eq!(s, 200);
     assert_eq!(v["inflight"], 0);
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_exactly_what_is_served() {
+    let f = plain();
+    let (s, doc, _) = send(&f, "GET", "/openapi.json", "").await;
+    assert_eq!(s, 200);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    assert_eq!(paths.len(), 11, "{:?}", paths.keys());
+    for (path, ops) in paths {
+        let concrete = path.replace("{id}", "x");
+        for (method, op) in ops.as_object().unwrap() {
+            let m = method.to_uppercase();
+            let body = if m == "POST" { "{}" } else { "" };
+            let (s, v, _) = send(&f, &m, &concrete, body).await;
+            assert!(
+                s != 405 && v["error"]["code"] != "unknown_url",
+                "{m} {path}: {s} {v}"
+            );
+            // Whatever the answer, it is one the document lists.
+            assert!(
+                op["responses"][s.as_str()].is_object(),
+                "{m} {path} answered {s}, not in the document"
+            );
+        }
+        // A method the document does not list is a 405.
+        let (s, _, _) = send(&f, "DELETE", &concrete, "").await;
+        assert_eq!(s, 405, "DELETE {path}");
+    }
 }

@@ -64,8 +64,8 @@ pub async fn classify(engine: &Engine, req: &ClassifyTask) -> Result<ClassifyRes
             },
         )
         .await?;
-    let threshold = req.threshold.unwrap_or(0.2);
-    let min_conf = req.min_confidence.unwrap_or(0.0);
+    let threshold = req.threshold.unwrap_or(0.2) as f32;
+    let min_conf = req.min_confidence.unwrap_or(0.0) as f32;
     let data = out
         .scores
         .iter()

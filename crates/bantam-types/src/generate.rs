@@ -225,7 +225,7 @@ pub struct Usage {
 }
 
 /// Timing of a finished request, in milliseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Timings {
     /// Waiting for a free slot.
     pub queue_ms: f64,

@@ -4,11 +4,14 @@
 //! or arrays where OpenAI allows both); responses carry exactly the fields the clients
 //! parse. Range checks live in the server's validation step, not here.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::limits::{MAX_MESSAGES, MAX_MODEL_NAME, MAX_N, MAX_TOP_K, MAX_TOP_LOGPROBS};
+
 /// `stop`: one string or several.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum StopSpec {
     /// A single stop string.
@@ -28,7 +31,7 @@ impl StopSpec {
 }
 
 /// Message content: a string, or an array of typed parts.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum MessageContent {
     /// Plain text.
@@ -39,20 +42,29 @@ pub enum MessageContent {
 }
 
 /// One content part.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct ContentPart {
-    /// Part type (`text`, `image_url`, …).
+    /// Part type: Bantam serves text models, so only `text` is accepted
+    /// (`image_url` and other parts are a 400).
     #[serde(rename = "type")]
+    #[schemars(extend("enum" = ["text"]))]
     pub kind: String,
     /// Text of a `text` part.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(required, extend("type" = "string"))]
     pub text: Option<String>,
 }
 
-/// A chat message as sent by clients.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+/// A chat message as sent by clients: `content`, or an assistant's `tool_calls`, or
+/// both.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[schemars(extend("anyOf" = [
+    {"required": ["content"], "properties": {"content": {"not": {"type": "null"}}}},
+    {"required": ["tool_calls"], "properties": {"tool_calls": {"not": {"type": "null"}}}}
+]))]
 pub struct ChatMessage {
     /// `system`, `developer`, `user`, `assistant` or `tool`.
+    #[schemars(extend("enum" = ["system", "developer", "user", "assistant", "tool"]))]
     pub role: String,
     /// Content; may be null for assistant messages with tool calls.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -72,7 +84,7 @@ pub struct ChatMessage {
 }
 
 /// `stream_options`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct StreamOptions {
     /// Send a final chunk with token usage.
     #[serde(default)]
@@ -85,25 +97,30 @@ pub struct StreamOptions {
 /// Sampling fields shared by chat and text completions (flattened into both).
 /// Numbers are read as `f64`, so a range check sees what the client wrote (an `f32`
 /// would round 2.0000001 to 2).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct SamplingOptions {
     /// Sampling temperature (0..2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 2))]
     pub temperature: Option<f64>,
     /// Nucleus sampling (0..1].
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 1), extend("exclusiveMinimum" = 0))]
     pub top_p: Option<f64>,
-    /// Number of choices; only 1 is supported.
+    /// Number of choices (1–16; choice i samples with `seed + i`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = MAX_N))]
     pub n: Option<u32>,
     /// Stop strings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop: Option<StopSpec>,
     /// −2..2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = -2, max = 2))]
     pub presence_penalty: Option<f64>,
     /// −2..2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = -2, max = 2))]
     pub frequency_penalty: Option<f64>,
     /// Token id (as a string) → bias −100..100.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -113,9 +130,11 @@ pub struct SamplingOptions {
     pub seed: Option<i64>,
     /// Extension: top-k sampling.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = MAX_TOP_K))]
     pub top_k: Option<u32>,
     /// Extension: min-p sampling.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1))]
     pub min_p: Option<f64>,
     /// Extension: multiplicative repetition penalty.
     #[serde(
@@ -123,6 +142,7 @@ pub struct SamplingOptions {
         alias = "repeat_penalty",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(range(min = 0.01, max = 10))]
     pub repetition_penalty: Option<f64>,
     /// Extension: keep generating past end-of-generation tokens (benchmarks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -130,11 +150,13 @@ pub struct SamplingOptions {
 }
 
 /// `POST /v1/chat/completions`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct ChatCompletionRequest {
     /// Model name.
+    #[schemars(length(min = 1, max = MAX_MODEL_NAME))]
     pub model: String,
     /// The conversation.
+    #[schemars(length(min = 1, max = MAX_MESSAGES))]
     pub messages: Vec<ChatMessage>,
     /// Stream server-sent events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -144,15 +166,18 @@ pub struct ChatCompletionRequest {
     pub stream_options: Option<StreamOptions>,
     /// Deprecated name of `max_completion_tokens`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub max_tokens: Option<u32>,
     /// Upper bound on generated tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub max_completion_tokens: Option<u32>,
     /// Return log-probabilities of the output tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logprobs: Option<bool>,
     /// 0..20 most likely alternatives per token (needs `logprobs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = MAX_TOP_LOGPROBS))]
     pub top_logprobs: Option<u32>,
     /// End-user id (ignored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -179,7 +204,7 @@ pub struct ChatCompletionRequest {
 }
 
 /// `prompt` of a legacy completion: text, texts, tokens or token lists.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum PromptSpec {
     /// One string.
@@ -193,14 +218,16 @@ pub enum PromptSpec {
 }
 
 /// `POST /v1/completions`.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct CompletionRequest {
     /// Model name.
+    #[schemars(length(min = 1, max = MAX_MODEL_NAME))]
     pub model: String,
     /// The prompt.
     pub prompt: PromptSpec,
     /// Upper bound on generated tokens (OpenAI's default is 16).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub max_tokens: Option<u32>,
     /// Stream server-sent events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -210,6 +237,7 @@ pub struct CompletionRequest {
     pub stream_options: Option<StreamOptions>,
     /// 0..5 most likely alternatives per token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = MAX_TOP_LOGPROBS))]
     pub logprobs: Option<u32>,
     /// Prepend the prompt to the output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -232,7 +260,7 @@ pub struct CompletionRequest {
 }
 
 /// `input` of an embeddings request: text, texts, tokens or token lists.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum EmbeddingInput {
     /// One string.
@@ -246,17 +274,20 @@ pub enum EmbeddingInput {
 }
 
 /// `POST /v1/embeddings`.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct EmbeddingsRequest {
     /// Model name.
+    #[schemars(length(min = 1, max = MAX_MODEL_NAME))]
     pub model: String,
     /// What to embed.
     pub input: EmbeddingInput,
     /// `float` (default) or `base64`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["float", "base64", null]))]
     pub encoding_format: Option<String>,
     /// Dimensions wanted (must equal the model's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub dimensions: Option<usize>,
     /// End-user id (ignored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -271,7 +302,7 @@ pub struct EmbeddingsRequest {
 }
 
 /// Token usage in responses.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct UsageBody {
     /// Prompt tokens.
     pub prompt_tokens: u32,
@@ -289,14 +320,14 @@ pub struct UsageBody {
 }
 
 /// `usage.prompt_tokens_details`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PromptTokensDetails {
     /// Prompt tokens served from the prefix cache.
     pub cached_tokens: u32,
 }
 
 /// A response message.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ResponseMessage {
     /// Always `assistant`.
     pub role: String,
@@ -308,7 +339,7 @@ pub struct ResponseMessage {
 }
 
 /// A function call in a response.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ToolCall {
     /// `call_…`.
     pub id: String,
@@ -320,7 +351,7 @@ pub struct ToolCall {
 }
 
 /// Name and arguments of a call.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct FunctionCall {
     /// Function name.
     pub name: String,
@@ -329,7 +360,7 @@ pub struct FunctionCall {
 }
 
 /// A streamed piece of a tool call.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ToolCallDelta {
     /// Which call of the answer.
     pub index: u32,
@@ -344,7 +375,7 @@ pub struct ToolCallDelta {
 }
 
 /// Streamed name/arguments.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct FunctionCallDelta {
     /// Function name, with the first piece.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -355,7 +386,7 @@ pub struct FunctionCallDelta {
 }
 
 /// One alternative in chat logprobs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TopLogprob {
     /// Token text.
     pub token: String,
@@ -366,7 +397,7 @@ pub struct TopLogprob {
 }
 
 /// One token in chat logprobs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ChatTokenLogprob {
     /// Token text.
     pub token: String,
@@ -379,14 +410,14 @@ pub struct ChatTokenLogprob {
 }
 
 /// `choices[].logprobs` of a chat completion.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ChatLogprobs {
     /// Per-token entries.
     pub content: Vec<ChatTokenLogprob>,
 }
 
 /// A chat choice.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ChatChoice {
     /// Index (always 0).
     pub index: u32,
@@ -399,7 +430,7 @@ pub struct ChatChoice {
 }
 
 /// `chat.completion` response.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ChatCompletion {
     /// `chatcmpl-…`.
     pub id: String,
@@ -418,7 +449,7 @@ pub struct ChatCompletion {
 }
 
 /// Delta of a streamed chat choice.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ChatDelta {
     /// Sent in the first chunk only.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -432,7 +463,7 @@ pub struct ChatDelta {
 }
 
 /// A streamed chat choice.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ChatChunkChoice {
     /// Index (always 0).
     pub index: u32,
@@ -445,7 +476,7 @@ pub struct ChatChunkChoice {
 }
 
 /// `chat.completion.chunk`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ChatCompletionChunk {
     /// Same id for every chunk of a response.
     pub id: String,
@@ -465,7 +496,7 @@ pub struct ChatCompletionChunk {
 }
 
 /// Legacy completion logprobs.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CompletionLogprobs {
     /// Token texts.
     pub tokens: Vec<String>,
@@ -478,7 +509,7 @@ pub struct CompletionLogprobs {
 }
 
 /// A completion choice.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CompletionChoice {
     /// The text.
     pub text: String,
@@ -491,7 +522,7 @@ pub struct CompletionChoice {
 }
 
 /// `text_completion` response (also the stream chunk shape).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Completion {
     /// `cmpl-…`.
     pub id: String,
@@ -511,7 +542,7 @@ pub struct Completion {
 }
 
 /// An entry of `GET /v1/models`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ModelCard {
     /// Model name.
     pub id: String,
@@ -527,7 +558,7 @@ pub struct ModelCard {
 }
 
 /// `GET /v1/models`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ModelList {
     /// `list`.
     pub object: String,
@@ -536,7 +567,7 @@ pub struct ModelList {
 }
 
 /// The body of an error response.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ErrorBody {
     /// What went wrong and what to do.
     pub message: String,
@@ -552,7 +583,7 @@ pub struct ErrorBody {
 }
 
 /// `{"error": {...}}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ErrorResponse {
     /// The error.
     pub error: ErrorBody,

@@ -1,10 +1,13 @@
 //! Task endpoints (`/v1/classify`): request and response bodies.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::limits::{MAX_LABELS, MAX_MODEL_NAME, MAX_SUMMARY_LENGTH};
+
 /// One text or several.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum TextInput {
     /// One text.
@@ -24,7 +27,7 @@ impl TextInput {
 }
 
 /// A label, optionally with a description the model is shown.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum LabelSpec {
     /// Just the label.
@@ -57,7 +60,7 @@ impl LabelSpec {
 }
 
 /// A solved example shown to the model.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct ClassifyExample {
     /// Example text.
     pub input: String,
@@ -66,13 +69,15 @@ pub struct ClassifyExample {
 }
 
 /// `POST /v1/classify`.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct ClassifyRequest {
     /// Model name.
+    #[schemars(length(min = 1, max = MAX_MODEL_NAME))]
     pub model: String,
     /// Text(s) to classify.
     pub input: TextInput,
     /// Candidate labels (2–256), as strings or `{"label", "description"}`.
+    #[schemars(length(min = 2, max = MAX_LABELS))]
     pub labels: Vec<LabelSpec>,
     /// Task instructions shown before the labels (a default is used otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -85,11 +90,13 @@ pub struct ClassifyRequest {
     pub multi_label: bool,
     /// Multi-label cut-off (default 0.2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub threshold: Option<f32>,
+    #[schemars(range(min = 0, max = 1))]
+    pub threshold: Option<f64>,
     /// Out of scope: when the best label's probability is below this, `label` is
     /// null (default 0: always a label).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min_confidence: Option<f32>,
+    #[schemars(range(min = 0, max = 1))]
+    pub min_confidence: Option<f64>,
     /// How labels are scored: `greedy` (default, fastest: follow the most likely
     /// branch of the label tree, probabilities renormalised over the labels'
     /// continuations at each branch point, as constrained generation would choose;
@@ -97,6 +104,7 @@ pub struct ClassifyRequest {
     /// label's full log-likelihood, normalised over the labels; costs one token of
     /// compute per node of the label tree).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["greedy", "exact", null]))]
     pub scoring: Option<String>,
     /// A prompt template instead of the instructions, label list and examples
     /// (`[system]`/`[user]`/`[assistant]` lines, `{input}`, `{labels}`; see
@@ -124,7 +132,7 @@ impl ClassifyRequest {
 }
 
 /// The result for one input.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct Classification {
     /// `classification`.
     pub object: String,
@@ -144,7 +152,7 @@ pub struct Classification {
 }
 
 /// Token counts of a task request.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct TaskUsage {
     /// Prompt tokens computed.
     pub prompt_tokens: u32,
@@ -165,7 +173,7 @@ pub struct TaskUsage {
 }
 
 /// `POST /v1/classify` response.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct ClassifyResponse {
     /// `list`.
     pub object: String,
@@ -178,11 +186,13 @@ pub struct ClassifyResponse {
 }
 
 /// `POST /v1/extract`.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct ExtractRequest {
     /// Model name.
+    #[schemars(length(min = 1, max = MAX_MODEL_NAME))]
     pub model: String,
     /// The text to extract from.
+    #[schemars(length(min = 1))]
     pub input: String,
     /// JSON Schema of the result (enforced while generating, validated after).
     pub schema: Value,
@@ -194,6 +204,7 @@ pub struct ExtractRequest {
     pub spans: bool,
     /// Most tokens to generate (default 1024).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub max_tokens: Option<u32>,
     /// A prompt template instead of the instructions (`{input}`, `{schema}`; see
     /// [`crate::prompt`]).
@@ -202,7 +213,7 @@ pub struct ExtractRequest {
 }
 
 /// Where a value appears in the input (character offsets, end exclusive).
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct Span {
     /// First character.
     pub start: usize,
@@ -213,7 +224,7 @@ pub struct Span {
 }
 
 /// `POST /v1/extract` response.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct ExtractResponse {
     /// `extraction`.
     pub object: String,
@@ -234,23 +245,28 @@ pub struct ExtractResponse {
 }
 
 /// `POST /v1/summarize`.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct SummarizeRequest {
     /// Model name.
+    #[schemars(length(min = 1, max = MAX_MODEL_NAME))]
     pub model: String,
     /// The text; longer than the context is fine (summarised in parts).
+    #[schemars(length(min = 1))]
     pub input: String,
     /// `paragraph` (default), `bullets` or `sentences`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["paragraph", "bullets", "sentences", null]))]
     pub style: Option<String>,
     /// Bullets or sentences wanted (default 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = MAX_SUMMARY_LENGTH))]
     pub length: Option<u32>,
     /// Instructions (a default is used otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instructions: Option<String>,
     /// Most tokens of the summary (default 256).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub max_tokens: Option<u32>,
     /// A prompt template for the summary instead of the instructions and style
     /// (`{input}`; see [`crate::prompt`]). Parts of a long input are still summarised
@@ -260,7 +276,7 @@ pub struct SummarizeRequest {
 }
 
 /// `POST /v1/summarize` response.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct SummarizeResponse {
     /// `summary`.
     pub object: String,

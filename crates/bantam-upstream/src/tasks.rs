@@ -205,7 +205,7 @@ async fn classify(up: &dyn ChatCall, req: &ClassifyTask) -> Result<Value, Backen
         .buffered(CONCURRENCY)
         .try_collect()
         .await?;
-    let min_conf = req.min_confidence.unwrap_or(0.0);
+    let min_conf = req.min_confidence.unwrap_or(0.0) as f32;
     let mut usage = TaskUsage::default();
     let mut data = Vec::with_capacity(results.len());
     for (i, (l, answer)) in results.into_iter().enumerate() {

@@ -12,7 +12,7 @@ use super::Invalid;
 
 /// Most messages in one request (rendering a conversation grows faster than its
 /// length; no context of a small model holds more turns than this).
-pub const MAX_MESSAGES: usize = 4096;
+pub const MAX_MESSAGES: usize = bantam_types::limits::MAX_MESSAGES;
 
 /// A chat request that passed validation.
 #[derive(Debug, Clone)]
@@ -126,7 +126,7 @@ impl ChatRequest {
         };
         let top_logprobs = wire.top_logprobs;
         if let Some(n) = top_logprobs {
-            if n > 20 {
+            if n > bantam_types::limits::MAX_TOP_LOGPROBS {
                 return Err(Invalid::param(
                     "top_logprobs",
                     "top_logprobs must be between 0 and 20",

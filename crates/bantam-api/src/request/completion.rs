@@ -7,7 +7,7 @@ use super::sampling::{self, max_tokens};
 use super::Invalid;
 
 /// Most prompts in one request.
-pub const MAX_PROMPTS: usize = 64;
+pub const MAX_PROMPTS: usize = bantam_types::limits::MAX_PROMPTS;
 
 /// A text-completion request that passed validation.
 #[derive(Debug, Clone)]
@@ -75,7 +75,10 @@ impl CompletionRequest {
                 format!("prompts × n must be at most {MAX_PROMPTS}"),
             ));
         }
-        if wire.logprobs.is_some_and(|n| n > 20) {
+        if wire
+            .logprobs
+            .is_some_and(|n| n > bantam_types::limits::MAX_TOP_LOGPROBS)
+        {
             return Err(Invalid::param(
                 "logprobs",
                 "logprobs must be between 0 and 20",

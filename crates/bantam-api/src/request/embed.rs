@@ -5,7 +5,7 @@ use bantam_types::openai::{EmbeddingInput, EmbeddingsRequest};
 use super::Invalid;
 
 /// Most inputs in one request (OpenAI's limit).
-pub const MAX_INPUTS: usize = 2048;
+pub const MAX_INPUTS: usize = bantam_types::limits::MAX_EMBED_INPUTS;
 
 /// One input to embed.
 #[derive(Debug, Clone, PartialEq)]

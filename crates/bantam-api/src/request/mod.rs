@@ -63,7 +63,7 @@ impl Invalid {
 }
 
 /// Longest model (or route) name.
-pub const MAX_MODEL_NAME: usize = 256;
+pub const MAX_MODEL_NAME: usize = bantam_types::limits::MAX_MODEL_NAME;
 
 /// A model name: present, at most [`MAX_MODEL_NAME`] bytes, no control characters
 /// (it ends up in logs, headers and the ledger).

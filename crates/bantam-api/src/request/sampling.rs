@@ -6,9 +6,9 @@ use bantam_types::openai::{SamplingOptions, StopSpec};
 use super::Invalid;
 
 /// Most stop sequences.
-pub const MAX_STOP: usize = 16;
+pub const MAX_STOP: usize = bantam_types::limits::MAX_STOP;
 /// Most choices per request (`n`).
-pub const MAX_N: u32 = 16;
+pub const MAX_N: u32 = bantam_types::limits::MAX_N;
 
 /// `Err` unless `v` is within `lo..=hi` (and a number).
 pub fn range(param: &str, v: Option<f64>, lo: f64, hi: f64) -> Result<(), Invalid> {
@@ -44,7 +44,7 @@ pub fn sampling(f: &SamplingOptions) -> Result<(SamplingParams, Vec<String>), In
     range("presence_penalty", f.presence_penalty, -2.0, 2.0)?;
     range("repetition_penalty", f.repetition_penalty, 0.01, 10.0)?;
     if let Some(k) = f.top_k {
-        if k > 100_000 {
+        if k > bantam_types::limits::MAX_TOP_K {
             return Err(Invalid::param(
                 "top_k",
                 format!("top_k must be at most 100000 (0 disables it), got {k}"),

@@ -12,9 +12,9 @@ use bantam_types::tasks::{ClassifyRequest, ExtractRequest, SummarizeRequest};
 use super::Invalid;
 
 /// Most texts per classification request.
-pub const MAX_INPUTS: usize = 4096;
+pub const MAX_INPUTS: usize = bantam_types::limits::MAX_TASK_INPUTS;
 /// Most labels per request (llama.cpp's sequence limit).
-pub const MAX_LABELS: usize = 256;
+pub const MAX_LABELS: usize = bantam_types::limits::MAX_LABELS;
 
 /// How labels are scored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -245,7 +245,7 @@ impl SummarizeTask {
                 format!("unknown style {style:?}; use paragraph, bullets or sentences"),
             ));
         }
-        if !(1..=20).contains(&req.length()) {
+        if !(1..=bantam_types::limits::MAX_SUMMARY_LENGTH).contains(&req.length()) {
             return Err(Invalid::param("length", "length must be between 1 and 20"));
         }
         if req.max_tokens == Some(0) {

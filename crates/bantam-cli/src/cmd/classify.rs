@@ -39,13 +39,13 @@ pub struct ClassifyArgs {
     pub scoring: String,
     /// Below this probability the text gets no label (out of scope).
     #[arg(long)]
-    pub min_confidence: Option<f32>,
+    pub min_confidence: Option<f64>,
     /// Report every label at or above --threshold.
     #[arg(long)]
     pub multi_label: bool,
     /// Multi-label cut-off.
     #[arg(long)]
-    pub threshold: Option<f32>,
+    pub threshold: Option<f64>,
     /// Texts per engine request.
     #[arg(long, default_value_t = 64)]
     pub batch: usize,

@@ -3,6 +3,7 @@
 use axum::extract::{Path, State};
 use axum::Json;
 use bantam_store::Manifest;
+use bantam_types::health::{Health, LoadedModel};
 use bantam_types::openai::{ModelCard, ModelList};
 use serde_json::json;
 
@@ -73,20 +74,34 @@ pub(crate) async fn get(
     Ok(Json(card(&m, &loaded_names(&st))))
 }
 
-pub(crate) async fn health(State(st): State<AppState>) -> Json<serde_json::Value> {
+pub(crate) async fn health(State(st): State<AppState>) -> Json<Health> {
     let loaded = st.pool.loaded();
-    Json(json!({
-        "status": "ok",
-        "version": env!("CARGO_PKG_VERSION"),
-        "uptime_secs": st.started.elapsed().map(|d| d.as_secs()).unwrap_or(0),
-        "inflight": st.pool.inflight(),
-        "models_loaded": loaded.iter().map(|i| json!({
-            "name": i.name,
-            "ctx_size": i.ctx_size,
-            "parallel": i.parallel,
-            "threads": i.threads,
-            "load_secs": i.load_secs,
-        })).collect::<Vec<_>>(),
-        "cpu_backend": bantam_engine::runtime_info().cpu_variant,
-    }))
+    Json(Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        uptime_secs: st.started.elapsed().map(|d| d.as_secs()).unwrap_or(0),
+        inflight: st.pool.inflight() as u64,
+        models_loaded: loaded
+            .iter()
+            .map(|i| LoadedModel {
+                name: i.name.clone(),
+                ctx_size: i.ctx_size,
+                parallel: i.parallel,
+                threads: i.threads,
+                load_secs: i.load_secs,
+            })
+            .collect(),
+        cpu_backend: bantam_engine::runtime_info().cpu_variant,
+    })
+}
+
+/// `GET /openapi.json`, naming the models this server serves as examples.
+pub(crate) async fn openapi(State(st): State<AppState>) -> Json<serde_json::Value> {
+    let mut names: Vec<String> = st.router.catalog().into_iter().map(|e| e.id).collect();
+    if let Ok(models) = st.store.list() {
+        names.extend(models.into_iter().map(|m| m.name));
+    }
+    names.sort();
+    names.dedup();
+    Json(crate::openapi::document(&names))
 }
