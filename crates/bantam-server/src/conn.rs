@@ -10,7 +10,9 @@
 //! that sends a request's headers too slowly (the clock starts when the connection
 //! opens or its last response ends, and only a request the server has begun to
 //! handle stops it). A request in flight, however long its answer takes or streams,
-//! is never cut.
+//! is never cut for taking long; but a client that stops reading its answer (the
+//! socket accepts no more bytes for `idle`) loses the connection, which drops the
+//! answer and frees its engine slot.
 
 use std::future::Future;
 use std::io;
@@ -131,6 +133,7 @@ impl Listener for Bounded {
                     shared,
                     idle: self.idle,
                     deadline: None,
+                    stalled: None,
                     _permit: permit,
                 },
                 addr,
@@ -150,7 +153,41 @@ pub struct Conn {
     idle: Duration,
     /// When an idle connection is closed (armed while nothing is in flight).
     deadline: Option<Pin<Box<Sleep>>>,
+    /// When a connection whose client stopped reading is closed (armed while a
+    /// write cannot proceed).
+    stalled: Option<Pin<Box<Sleep>>>,
     _permit: OwnedSemaphorePermit,
+}
+
+impl Conn {
+    /// A write's outcome, with the stall clock: a client that has not taken any of
+    /// its answer for `idle` loses the connection (which drops the response and,
+    /// through it, frees the request's engine slot).
+    fn stall_check<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        r: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        match r {
+            Poll::Pending => {
+                let idle = self.idle;
+                let timer = self
+                    .stalled
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the client stopped reading its answer",
+                    ))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+            ready => {
+                self.stalled = None;
+                ready
+            }
+        }
+    }
 }
 
 impl AsyncRead for Conn {
@@ -197,11 +234,15 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.stall_check(cx, r)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_flush(cx);
+        this.stall_check(cx, r)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -213,7 +254,9 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.stall_check(cx, r)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -66,7 +66,8 @@ pub struct ServeSettings {
     #[arg(long, env = "BANTAM_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
     /// Seconds a connection may go without a request in flight before it is closed
-    /// (idle keep-alive, slow headers; default 60).
+    /// (idle keep-alive, slow headers), or without its client reading any of the
+    /// answer (default 60).
     #[arg(long, env = "BANTAM_IDLE_TIMEOUT_SECS")]
     pub idle_timeout_secs: Option<u64>,
     /// Seconds a request body may take to arrive once its headers have (default 60);

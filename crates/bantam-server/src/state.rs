@@ -28,7 +28,8 @@ pub struct ServerConfig {
     /// Most client connections at once (further clients wait until one closes).
     pub max_connections: usize,
     /// A connection without a request in flight for this long is closed (idle
-    /// keep-alive, or request headers sent too slowly).
+    /// keep-alive, or request headers sent too slowly), and so is one whose client
+    /// has not read any of its answer for this long.
     pub idle_timeout_secs: u64,
     /// Seconds a request body may take to arrive after its headers (a slower one is
     /// a 408).

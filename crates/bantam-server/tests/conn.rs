@@ -12,12 +12,22 @@ use serde_json::{json, Value};
 
 /// A Bantam whose backend `slow` is an upstream answering after `delay`.
 async fn start(extra_toml: &str, delay: Duration) -> (String, tempfile::TempDir) {
+    start_with(extra_toml, delay, 0).await
+}
+
+/// Same, the answer's content `pad` bytes long (0: "late").
+async fn start_with(extra_toml: &str, delay: Duration, pad: usize) -> (String, tempfile::TempDir) {
+    let content = if pad == 0 {
+        "late".to_string()
+    } else {
+        "x".repeat(pad)
+    };
     let up = axum::Router::new().route(
         "/v1/chat/completions",
         post(move || async move {
             tokio::time::sleep(delay).await;
             axum::Json(json!({"id": "x", "object": "chat.completion", "created": 0, "model": "m",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": "late"}, "finish_reason": "stop"}],
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
                 "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}))
         }),
     );
@@ -133,6 +143,41 @@ async fn a_body_that_trickles_in_gets_a_408() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("body_timeout"), "{answer}");
     assert!(secs < 5.0, "{secs}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_stops_reading_loses_its_connection() {
+    // An answer far larger than the socket buffers, to a client that reads nothing
+    // for 4 s: the server gives up after the 1 s idle timeout instead of holding the
+    // connection (and the request) until the client reads.
+    let (base, _dir) = start_with("idle_timeout_secs = 1", Duration::ZERO, 16 << 20).await;
+    let (got, full) = tokio::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect(&base).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let body = r#"{"model":"slow","messages":[{"role":"user","content":"hi"}]}"#;
+        write!(
+            s,
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_secs(4));
+        let mut got = 0usize;
+        let mut buf = vec![0u8; 1 << 16];
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        (got, 16usize << 20)
+    })
+    .await
+    .unwrap();
+    assert!(
+        got < full,
+        "the whole answer arrived ({got} bytes): the connection was held"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
