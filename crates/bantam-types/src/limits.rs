@@ -23,3 +23,6 @@ pub const MAX_TOP_LOGPROBS: u32 = 20;
 pub const MAX_TOP_K: u32 = 100_000;
 /// Most bullets or sentences of a summary (`length`).
 pub const MAX_SUMMARY_LENGTH: u32 = 20;
+/// Longest summary, in tokens (`max_tokens` of `/v1/summarize`; the model's
+/// context must also hold it).
+pub const MAX_SUMMARY_TOKENS: u32 = 2048;

@@ -4,7 +4,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::limits::{MAX_LABELS, MAX_MODEL_NAME, MAX_SUMMARY_LENGTH};
+use crate::limits::{MAX_LABELS, MAX_MODEL_NAME, MAX_SUMMARY_LENGTH, MAX_SUMMARY_TOKENS};
 
 /// One text or several.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
@@ -264,9 +264,10 @@ pub struct SummarizeRequest {
     /// Instructions (a default is used otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instructions: Option<String>,
-    /// Most tokens of the summary (default 256).
+    /// Most tokens of the summary (default 256, at most 2048; the model's context
+    /// must hold them and some input).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = MAX_SUMMARY_TOKENS))]
     pub max_tokens: Option<u32>,
     /// A prompt template for the summary instead of the instructions and style
     /// (`{input}`; see [`crate::prompt`]). Parts of a long input are still summarised

@@ -248,10 +248,11 @@ impl SummarizeTask {
         if !(1..=bantam_types::limits::MAX_SUMMARY_LENGTH).contains(&req.length()) {
             return Err(Invalid::param("length", "length must be between 1 and 20"));
         }
-        if req.max_tokens == Some(0) {
+        let most = bantam_types::limits::MAX_SUMMARY_TOKENS;
+        if let Some(m) = req.max_tokens.filter(|m| !(1..=most).contains(m)) {
             return Err(Invalid::param(
                 "max_tokens",
-                "max_tokens must be at least 1",
+                format!("max_tokens must be between 1 and {most}, got {m}"),
             ));
         }
         let template = template(req.prompt.as_deref(), PromptTask::Summarize)?;
@@ -269,7 +270,7 @@ impl SummarizeTask {
 
     /// Most tokens of the summary (default 256, kept within 16–2048).
     pub fn max_tokens(&self) -> u32 {
-        self.req.max_tokens.unwrap_or(256).clamp(16, 2048)
+        self.req.max_tokens.unwrap_or(256)
     }
 
     /// A custom template was given (it replaces the style's prompt).
