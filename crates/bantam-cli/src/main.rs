@@ -57,6 +57,9 @@ enum Command {
     /// Train a learned router, or measure route decisions.
     #[command(subcommand)]
     Router(cmd::router::RouterCmd),
+    /// Make a specialist from your own labelled examples (a classifier model).
+    #[command(subcommand)]
+    Tune(cmd::tune::TuneCmd),
     /// Measure a model on this machine (prefill and decode tok/s) and choose its flash-attention setting.
     Bench(cmd::bench::BenchArgs),
     /// Show what this machine offers: CPU kernels chosen, threads, store location.
@@ -106,6 +109,7 @@ fn main() -> std::process::ExitCode {
         Command::Serve(a) => cmd::serve::serve(&home, a),
         Command::Usage(a) => cmd::usage::usage(&home, a),
         Command::Router(c) => cmd::router::router(&home, c),
+        Command::Tune(c) => cmd::tune::tune(&home, c),
         Command::Bench(a) => cmd::bench::bench(&home, a),
         Command::Info => cmd::info(&home),
     };

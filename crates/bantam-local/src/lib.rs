@@ -24,6 +24,7 @@ mod completions;
 pub mod embeddings;
 pub mod error;
 pub mod featurise;
+mod heads;
 mod resolver;
 mod stream;
 mod tasks;
@@ -38,6 +39,7 @@ use futures::future::BoxFuture;
 pub use chat::{chat_generate, collect_with_retries};
 pub use embeddings::Embedders;
 pub use featurise::{featuriser, FeaturiserError};
+pub use heads::is_head as is_classifier_model;
 pub use resolver::{EngineOverrides, StoreResolver};
 
 /// What local backends share: the engine pool, the store and their settings.
@@ -56,6 +58,8 @@ pub struct Local {
     /// Longest input `/v1/summarize` takes, in characters (summarising in parts is
     /// linear in the input, but not free).
     pub max_summarize_chars: usize,
+    /// Loaded classifier models (`bantam tune classify`).
+    pub heads: Arc<heads::Heads>,
 }
 
 /// Default of [`Local::max_summarize_chars`]: about 250k tokens of text.
@@ -103,6 +107,7 @@ impl Local {
         Self {
             pool,
             embedders: Arc::new(Embedders::new(store.clone(), embed_threads)),
+            heads: Arc::new(heads::Heads::new(store.clone(), embed_threads)),
             store,
             structured_retries,
             embed_threads,
@@ -158,6 +163,23 @@ impl LocalBackend {
     pub async fn answer(&self, req: Request) -> Result<Reply, BackendError> {
         let l = &self.local;
         let name = self.name.as_str();
+        if let Some(m) = l.store.get(&self.model).ok().filter(heads::is_head) {
+            return match req {
+                Request::Classify(r) => Ok(Reply::Full(stream::to_value(
+                    &l.heads.classify(name, m, &r).await?,
+                ))),
+                other => Err(BackendError::Invalid {
+                    backend: name.to_string(),
+                    param: Some("model".into()),
+                    code: Some("not_a_generative_model".into()),
+                    message: format!(
+                        "{} is a classifier (bantam tune classify); it answers /v1/classify only, not {}",
+                        self.model,
+                        other.endpoint()
+                    ),
+                }),
+            };
+        }
         match req {
             Request::Chat(r) => {
                 let engine = l

@@ -9,6 +9,7 @@
 
 use std::path::Path;
 
+use bantam_learn::logistic::sigmoid;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ConfigError;
@@ -70,10 +71,6 @@ pub struct RouterModel {
     pub trained: TrainInfo,
 }
 
-fn sigmoid(z: f32) -> f32 {
-    1.0 / (1.0 + (-z).exp())
-}
-
 impl RouterModel {
     /// Read and check a saved router.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -111,76 +108,13 @@ impl RouterModel {
     }
 }
 
-/// Training settings.
-#[derive(Debug, Clone, Copy)]
-pub struct TrainOptions {
-    /// L2 penalty on the weights.
-    pub l2: f32,
-    /// Full-batch steps.
-    pub epochs: usize,
-    /// Adam step size.
-    pub lr: f32,
-    /// Weigh the classes inversely to their frequency (rare `escalate` labels).
-    pub balanced: bool,
-}
+/// Training settings (the shared learner's).
+pub use bantam_learn::TrainOptions;
 
-impl Default for TrainOptions {
-    fn default() -> Self {
-        Self {
-            l2: 1e-4,
-            epochs: 400,
-            lr: 0.05,
-            balanced: true,
-        }
-    }
-}
-
-/// Fit logistic regression (full-batch Adam, L2). Returns weights and bias.
+/// Fit the router's logistic regression (`bantam_learn::train_binary`: full-batch
+/// Adam, L2, balanced classes). Returns weights and bias.
 pub fn train(x: &[Vec<f32>], y: &[bool], opts: TrainOptions) -> (Vec<f32>, f32) {
-    let n = x.len();
-    let dim = x.first().map_or(0, Vec::len);
-    let pos = y.iter().filter(|&&v| v).count();
-    let (wp, wn) = if opts.balanced && pos > 0 && pos < n {
-        (
-            n as f32 / (2.0 * pos as f32),
-            n as f32 / (2.0 * (n - pos) as f32),
-        )
-    } else {
-        (1.0, 1.0)
-    };
-    let mut w = vec![0f32; dim];
-    let mut b = 0f32;
-    let (mut mw, mut vw) = (vec![0f32; dim], vec![0f32; dim]);
-    let (mut mb, mut vb) = (0f32, 0f32);
-    let (b1, b2, eps) = (0.9f32, 0.999f32, 1e-8f32);
-    let mut gw = vec![0f32; dim];
-    for t in 1..=opts.epochs {
-        gw.iter_mut().for_each(|g| *g = 0.0);
-        let mut gb = 0f32;
-        for (xi, &yi) in x.iter().zip(y) {
-            let z: f32 = w.iter().zip(xi).map(|(a, b)| a * b).sum::<f32>() + b;
-            let p = sigmoid(z);
-            let (target, weight) = if yi { (1.0, wp) } else { (0.0, wn) };
-            let d = weight * (p - target);
-            for (g, v) in gw.iter_mut().zip(xi) {
-                *g += d * v;
-            }
-            gb += d;
-        }
-        let inv = 1.0 / n.max(1) as f32;
-        let (c1, c2) = (1.0 - b1.powi(t as i32), 1.0 - b2.powi(t as i32));
-        for j in 0..dim {
-            let g = gw[j] * inv + opts.l2 * w[j];
-            mw[j] = b1 * mw[j] + (1.0 - b1) * g;
-            vw[j] = b2 * vw[j] + (1.0 - b2) * g * g;
-            w[j] -= opts.lr * (mw[j] / c1) / ((vw[j] / c2).sqrt() + eps);
-        }
-        let g = gb * inv;
-        mb = b1 * mb + (1.0 - b1) * g;
-        vb = b2 * vb + (1.0 - b2) * g * g;
-        b -= opts.lr * (mb / c1) / ((vb / c2).sqrt() + eps);
-    }
-    (w, b)
+    bantam_learn::train_binary(x, y, opts)
 }
 
 /// How prompts with these scores and labels would be routed at `threshold`.

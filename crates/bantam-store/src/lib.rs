@@ -25,6 +25,7 @@ mod error;
 mod fetch;
 pub mod gguf;
 pub mod gguf_write;
+pub mod head;
 mod manifest;
 mod progress;
 mod source;

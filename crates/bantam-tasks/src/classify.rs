@@ -19,6 +19,12 @@ use crate::TaskError;
 /// instructions, labels and examples) are rendered with the model's chat template and
 /// the labels scored as the answer.
 pub async fn classify(engine: &Engine, req: &ClassifyTask) -> Result<ClassifyResponse, TaskError> {
+    if req.labels.is_empty() {
+        return Err(TaskError::invalid(
+            "labels",
+            "labels are required: this is a generative model, which scores the labels you give (only a classifier model from `bantam tune classify` knows its own labels)",
+        ));
+    }
     let texts = req.texts();
     let render = |text: &str| -> Result<Vec<i32>, TaskError> {
         let prompt = engine.render_chat(&req.messages(text), &[])?;

@@ -76,8 +76,11 @@ pub struct ClassifyRequest {
     pub model: String,
     /// Text(s) to classify.
     pub input: TextInput,
-    /// Candidate labels (2–256), as strings or `{"label", "description"}`.
-    #[schemars(length(min = 2, max = MAX_LABELS))]
+    /// Candidate labels (2–256), as strings or `{"label", "description"}`. A
+    /// classifier model (`bantam tune classify`) knows its labels: without `labels`
+    /// it answers with all of them, with `labels` it restricts to those.
+    #[serde(default)]
+    #[schemars(length(max = MAX_LABELS))]
     pub labels: Vec<LabelSpec>,
     /// Task instructions shown before the labels (a default is used otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -190,6 +190,13 @@ struct Labelled {
 
 async fn classify(up: &dyn ChatCall, req: &ClassifyTask) -> Result<Value, BackendError> {
     let names = req.label_names();
+    if names.is_empty() {
+        return Err(BackendError::invalid(
+            up.name(),
+            Some("labels"),
+            "labels are required: an upstream model scores the labels you give (only a local classifier model from `bantam tune classify` knows its own labels)",
+        ));
+    }
     let longest = names.iter().map(|n| n.len()).max().unwrap_or(0) as u32;
     let max_tokens = if req.multi_label {
         16 + (longest + 8) * names.len() as u32

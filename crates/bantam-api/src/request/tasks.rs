@@ -51,10 +51,10 @@ impl ClassifyTask {
     pub fn new(req: ClassifyRequest) -> Result<Self, Invalid> {
         model_required(&req.model)?;
         let n = req.labels.len();
-        if !(2..=MAX_LABELS).contains(&n) {
+        if n != 0 && !(2..=MAX_LABELS).contains(&n) {
             return Err(Invalid::param(
                 "labels",
-                format!("give between 2 and {MAX_LABELS} labels (got {n})"),
+                format!("give between 2 and {MAX_LABELS} labels (got {n}), or none for a classifier model's own labels"),
             ));
         }
         let mut seen = std::collections::HashSet::new();

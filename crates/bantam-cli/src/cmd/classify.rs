@@ -78,10 +78,40 @@ fn read_labels(a: &ClassifyArgs) -> Result<Vec<LabelSpec>> {
             }
         }
     }
-    if labels.len() < 2 {
-        bail!("give at least two labels with --labels a,b,c or --labels-file FILE");
-    }
     Ok(labels)
+}
+
+/// A store model made by `bantam tune classify` (it knows its labels).
+fn is_classifier_model(home: &Path, model: &str) -> bool {
+    bantam_store::Store::open(home)
+        .and_then(|s| s.get(model))
+        .is_ok_and(|m| bantam_local::is_classifier_model(&m))
+}
+
+/// What answers: a generative model scoring the labels, or a classifier model.
+enum Classifier {
+    Engine(Box<bantam_engine::Engine>),
+    Head(bantam_local::LocalBackend),
+}
+
+impl Classifier {
+    async fn run(&self, req: &ClassifyTask) -> Result<bantam_types::tasks::ClassifyResponse> {
+        match self {
+            Classifier::Engine(e) => bantam_tasks::classify(e, req)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}")),
+            Classifier::Head(b) => {
+                match b
+                    .answer(bantam_api::Request::Classify(req.clone()))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{}", e.message()))?
+                {
+                    bantam_api::Reply::Full(v) => Ok(serde_json::from_value(v)?),
+                    _ => bail!("a classifier answered with a stream"),
+                }
+            }
+        }
+    }
 }
 
 /// Records to process: (original record or null, text), from a JSONL file (the text
@@ -134,6 +164,10 @@ pub(crate) fn read_inputs(
 
 pub fn classify(home: &Path, a: ClassifyArgs) -> Result<()> {
     let labels = read_labels(&a)?;
+    let head = is_classifier_model(home, &a.model);
+    if labels.len() < 2 && !(head && labels.is_empty()) {
+        bail!("give at least two labels with --labels a,b,c or --labels-file FILE (a classifier model from `bantam tune classify` needs none)");
+    }
     let inputs = read_inputs(a.io.text.as_deref(), a.io.input.as_deref(), &a.io.field)?;
     let examples: Vec<ClassifyExample> = match &a.examples {
         Some(p) => std::fs::read_to_string(p)
@@ -163,10 +197,20 @@ pub fn classify(home: &Path, a: ClassifyArgs) -> Result<()> {
         ..template.clone()
     };
     ClassifyTask::new(check).map_err(super::flag_error)?;
-    let engine = super::load_engine(home, &a.model, 1, None, a.io.threads)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let classifier = if head {
+        Classifier::Head(super::local_backend(home, &a.model, a.io.threads, &rt)?)
+    } else {
+        Classifier::Engine(Box::new(super::load_engine(
+            home,
+            &a.model,
+            1,
+            None,
+            a.io.threads,
+        )?))
+    };
     let to_file = a.io.input.is_some();
     let bar = progress(to_file, inputs.len(), "classifying");
     let mut out = open_output(a.io.output.as_deref())?;
@@ -177,9 +221,7 @@ pub fn classify(home: &Path, a: ClassifyArgs) -> Result<()> {
             ..template.clone()
         })
         .map_err(super::flag_error)?;
-        let resp = rt
-            .block_on(bantam_tasks::classify(&engine, &req))
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let resp = rt.block_on(classifier.run(&req))?;
         for ((record, text), r) in chunk.iter().zip(resp.data) {
             if !to_file && a.io.output.is_none() {
                 // One text on a terminal: readable.

@@ -8,6 +8,7 @@ pub mod router;
 pub mod run;
 pub mod serve;
 pub mod store;
+pub mod tune;
 pub mod usage;
 
 use std::path::Path;
@@ -57,8 +58,14 @@ pub fn local_backend(
             keep_alive_secs: 0,
         },
     ));
-    rt.block_on(pool.preload(model))?;
-    let local = bantam_local::Local::new(pool, store, 2, 1);
+    // A classifier model has no engine to load (its head answers).
+    let classifier = store
+        .get(model)
+        .is_ok_and(|m| bantam_local::is_classifier_model(&m));
+    if !classifier {
+        rt.block_on(pool.preload(model))?;
+    }
+    let local = bantam_local::Local::new(pool, store, 2, threads.unwrap_or(1));
     Ok(local.backend(model, model))
 }
 

@@ -1,0 +1,190 @@
+//! `bantam tune classify`: a classifier model from labelled texts (a head over
+//! frozen features, installed in the store, served by `/v1/classify`).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use bantam_api::features::{hashed, STATIC_PREFIX};
+use bantam_learn::SoftmaxOptions;
+use bantam_store::Store;
+use bantam_tune::{load_examples, TuneOptions};
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Debug, Subcommand)]
+pub enum TuneCmd {
+    /// Train a classifier model on labelled texts (JSONL or CSV) and install it.
+    Classify(ClassifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ClassifyArgs {
+    /// Labelled texts: JSONL ({"input": ..., "expected": ...} by default) or CSV.
+    pub data: PathBuf,
+    /// Name of the classifier model to install (e.g. `banking:v1`).
+    #[arg(long)]
+    pub out: String,
+    /// Features: `static:all-minilm:l6-v2` (the MiniLM token table: microseconds
+    /// per text), `all-minilm:l6-v2` (the MiniLM encoder: better, milliseconds per
+    /// text), `hashed-ngrams` (built in), or `auto` (train on each installed one and
+    /// keep the best on validation). A comma-separated list is tried in turn.
+    #[arg(long, default_value = "auto")]
+    pub features: String,
+    /// Field (JSONL) or column (CSV) of the text.
+    #[arg(long, default_value = "input")]
+    pub input_field: String,
+    /// Field or column of the label.
+    #[arg(long, default_value = "expected")]
+    pub label_field: String,
+    /// Validation data (same format); default: a stratified share of DATA.
+    #[arg(long, value_name = "FILE")]
+    pub val: Option<PathBuf>,
+    /// Share of each label held out for validation when --val is not given.
+    #[arg(long, default_value_t = 0.15)]
+    pub val_fraction: f64,
+    /// Seed of the validation split.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// L2 penalty.
+    #[arg(long, default_value_t = 1e-3)]
+    pub l2: f32,
+    /// Adam step size.
+    #[arg(long, default_value_t = 0.02)]
+    pub lr: f32,
+    /// Most training steps (training stops earlier when validation loss stops improving).
+    #[arg(long, default_value_t = 600)]
+    pub max_epochs: usize,
+    /// Threads of the encoder (0 = physical cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: u32,
+}
+
+pub fn tune(home: &Path, cmd: TuneCmd) -> Result<()> {
+    match cmd {
+        TuneCmd::Classify(a) => classify(home, a),
+    }
+}
+
+/// `auto`: the MiniLM table and encoder where MiniLM is installed, else hashed n-grams.
+fn candidates(store: &Store, spec: &str) -> Vec<String> {
+    if spec != "auto" {
+        return spec
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+    }
+    let minilm = "all-minilm:l6-v2";
+    if store.get(minilm).is_ok() {
+        vec![format!("{STATIC_PREFIX}{minilm}"), minilm.to_string()]
+    } else {
+        eprintln!(
+            "{minilm} is not installed, so only {} features are tried; `bantam pull {minilm}` gives better ones",
+            hashed::NAME
+        );
+        vec![hashed::NAME.to_string()]
+    }
+}
+
+fn classify(home: &Path, a: ClassifyArgs) -> Result<()> {
+    let store = Store::open(home)?;
+    bantam_store::ModelName::parse(&a.out).with_context(|| format!("--out {}", a.out))?;
+    if !(0.0..0.9).contains(&a.val_fraction) {
+        bail!("--val-fraction must be between 0 and 0.9");
+    }
+    let (train, blank) = load_examples(&a.data, &a.input_field, &a.label_field)?;
+    if blank > 0 {
+        eprintln!("skipped {blank} rows with an empty text");
+    }
+    let val = match &a.val {
+        Some(p) => {
+            let (v, blank) = load_examples(p, &a.input_field, &a.label_field)?;
+            if blank > 0 {
+                eprintln!("skipped {blank} validation rows with an empty text");
+            }
+            Some(v)
+        }
+        None => None,
+    };
+    let opts = TuneOptions {
+        features: candidates(&store, &a.features),
+        val_fraction: a.val_fraction,
+        seed: a.seed,
+        learner: SoftmaxOptions {
+            l2: a.l2,
+            lr: a.lr,
+            max_epochs: a.max_epochs,
+            ..SoftmaxOptions::default()
+        },
+        threads: a.threads,
+    };
+    let started = Instant::now();
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:28} [{bar:30}] {pos}/{len} texts {per_sec} eta {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let mut current = String::new();
+    let mut progress = |what: &str, done: usize, total: usize| {
+        if what != current {
+            current = what.to_string();
+            bar.reset();
+            bar.set_length(total as u64);
+            bar.set_message(format!("features {what}"));
+        }
+        bar.set_position(done as u64);
+    };
+    let tuned = bantam_tune::tune_classifier(&store, &train, val.as_deref(), &opts, &mut progress)?;
+    bar.finish_and_clear();
+    let sha = bantam_tune::classify::data_sha256(&a.data)?;
+    let manifest = bantam_tune::install(&store, &a.out, &tuned, &sha)?;
+    let out = std::io::stdout();
+    let mut out = out.lock();
+    writeln!(
+        out,
+        "{} labels, {} training and {} validation examples",
+        tuned.head.meta.labels.len(),
+        tuned.train_rows,
+        tuned.val_rows
+    )?;
+    writeln!(
+        out,
+        "\n{:<28} {:>14} {:>9} {:>10} {:>9}",
+        "features", "val accuracy", "val loss", "features s", "train s"
+    )?;
+    for (i, c) in tuned.candidates.iter().enumerate() {
+        writeln!(
+            out,
+            "{:<28} {:>13.1}% {:>9.3} {:>10.1} {:>9.1}{}",
+            c.features,
+            c.val_accuracy * 100.0,
+            c.val_loss,
+            c.featurise_secs,
+            c.train_secs,
+            if i == tuned.chosen && tuned.candidates.len() > 1 {
+                "  ← kept (best validation accuracy)"
+            } else {
+                ""
+            }
+        )?;
+    }
+    let c = &tuned.candidates[tuned.chosen];
+    writeln!(
+        out,
+        "\ncalibrated: temperature {:.2}, validation ECE {:.3} → {:.3}",
+        tuned.head.meta.temperature, c.report.val_ece.0, c.report.val_ece.1
+    )?;
+    writeln!(
+        out,
+        "installed {} ({}) in {:.0} s; try it:\n  bantam classify {} \"some text\"\n  curl localhost:8080/v1/classify -d '{{\"model\": \"{}\", \"input\": \"some text\"}}'",
+        manifest.name,
+        &manifest.digest[..19.min(manifest.digest.len())],
+        started.elapsed().as_secs_f64(),
+        manifest.name,
+        manifest.name
+    )?;
+    Ok(())
+}

@@ -1,0 +1,12 @@
+//! `bantam tune`: specialise on the user's own examples.
+//!
+//! * [`classify`] — a classifier head: frozen features (the static MiniLM table, the
+//!   MiniLM encoder or hashed n-grams) and multinomial logistic regression
+//!   (`bantam-learn`, the learner the router uses too), calibrated on a validation
+//!   split, installed in the store as a model that `/v1/classify` serves by name.
+
+pub mod classify;
+
+pub use classify::{
+    install, load_examples, tune_classifier, Candidate, Example, TuneError, TuneOptions, Tuned,
+};
