@@ -346,12 +346,14 @@ pub fn data_sha256(path: &Path) -> Result<String, TuneError> {
 }
 
 /// Install the head in the store under `name` (atomically: the store verifies the
-/// file and moves it into place before the name appears).
+/// file and moves it into place before the name appears); `source` says where it
+/// came from (`bantam tune classify DATA`).
 pub fn install(
     store: &Store,
     name: &str,
     tuned: &Tuned,
     data_sha256: &str,
+    source: &str,
 ) -> Result<Manifest, TuneError> {
     let tmp_dir = store.home().join("tmp");
     std::fs::create_dir_all(&tmp_dir).map_err(|e| TuneError::Install(e.to_string()))?;
@@ -376,9 +378,15 @@ pub fn install(
         },
         ..PullOptions::default()
     };
-    store
+    let mut m = store
         .import_file(tmp.path(), &opts, &bantam_store::NoProgress)
-        .map_err(|e| TuneError::Install(e.to_string()))
+        .map_err(|e| TuneError::Install(e.to_string()))?;
+    // Where it came from, rather than the temporary file's name.
+    m.source = source.to_string();
+    store
+        .write_manifest(&m)
+        .map_err(|e| TuneError::Install(e.to_string()))?;
+    Ok(m)
 }
 
 #[cfg(test)]
@@ -423,7 +431,8 @@ mod tests {
             "{:?}",
             tuned.candidates
         );
-        let m = install(&store, "intents:v1", &tuned, "abc").unwrap();
+        let m = install(&store, "intents:v1", &tuned, "abc", "tune:test").unwrap();
+        assert_eq!(m.source, "tune:test");
         assert_eq!(m.architecture.as_deref(), Some("bantam-classifier"));
         assert_eq!(m.lineage.training_data_hash.as_deref(), Some("abc"));
         let back = ClassifierHead::read(&store.blob_path(&m)).unwrap();

@@ -267,7 +267,39 @@ pub fn show(home: &Path, a: ShowArgs) -> Result<()> {
     } else {
         "none in the file: family default"
     };
-    println!("  chat template   {template}");
+    let head = bantam_local::is_classifier_model(&m)
+        .then(|| bantam_store::head::ClassifierHead::read(&blob))
+        .transpose()
+        .with_context(|| format!("reading the classifier {}", blob.display()))?;
+    match &head {
+        Some(h) => {
+            let t = &h.meta.training;
+            let labels = &h.meta.labels;
+            println!(
+                "  classifier      {} labels: {}{}",
+                labels.len(),
+                labels.iter().take(8).cloned().collect::<Vec<_>>().join(", "),
+                if labels.len() > 8 { ", …" } else { "" }
+            );
+            println!(
+                "  features        {} ({})",
+                h.meta.features,
+                if h.meta.features_digest.is_empty() {
+                    "built in"
+                } else {
+                    h.meta.features_digest.as_str()
+                }
+            );
+            println!(
+                "  validation      accuracy {:.1}% on {} examples ({} trained on); temperature {:.2}",
+                t["val_accuracy"].as_f64().unwrap_or(0.0) * 100.0,
+                t["val_rows"],
+                t["train_rows"],
+                h.meta.temperature
+            );
+        }
+        None => println!("  chat template   {template}"),
+    }
     println!("  lineage");
     println!(
         "    base model    {}",

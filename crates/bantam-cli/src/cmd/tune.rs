@@ -140,7 +140,8 @@ fn classify(home: &Path, a: ClassifyArgs) -> Result<()> {
     let tuned = bantam_tune::tune_classifier(&store, &train, val.as_deref(), &opts, &mut progress)?;
     bar.finish_and_clear();
     let sha = bantam_tune::classify::data_sha256(&a.data)?;
-    let manifest = bantam_tune::install(&store, &a.out, &tuned, &sha)?;
+    let source = format!("bantam tune classify {}", a.data.display());
+    let manifest = bantam_tune::install(&store, &a.out, &tuned, &sha, &source)?;
     let out = std::io::stdout();
     let mut out = out.lock();
     writeln!(
