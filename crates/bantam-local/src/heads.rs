@@ -15,7 +15,6 @@ use bantam_api::{BackendError, ClassifyTask};
 use bantam_store::head::{ClassifierHead, ARCHITECTURE};
 use bantam_store::{Manifest, Store};
 use bantam_types::tasks::{Classification, ClassifyResponse, TaskUsage};
-use serde_json::{Map, Value};
 
 /// Most heads kept loaded (they are small; the featurisers are shared).
 const MAX_HEADS: usize = 64;
@@ -170,6 +169,10 @@ impl Heads {
             .map_err(|e| BackendError::internal(backend, e.to_string()))?
         }
         .map_err(|e| BackendError::invalid(backend, Some("input"), e))?;
+        let names: Vec<String> = wanted
+            .iter()
+            .map(|&k| head.meta.labels[k].clone())
+            .collect();
         let threshold = req.threshold.unwrap_or(0.2) as f32;
         let min_conf = req.min_confidence.unwrap_or(0.0) as f32;
         let data = vectors
@@ -179,29 +182,15 @@ impl Heads {
                 let all = head.probabilities(x);
                 let sum: f32 = wanted.iter().map(|&k| all[k]).sum::<f32>().max(1e-30);
                 let probs: Vec<f32> = wanted.iter().map(|&k| all[k] / sum).collect();
-                let mut order: Vec<usize> = (0..probs.len()).collect();
-                order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
-                let best = order[0];
-                let name = |j: usize| head.meta.labels[wanted[j]].clone();
-                let mut map = Map::new();
-                for (j, p) in probs.iter().enumerate() {
-                    map.insert(name(j), Value::from(f64::from(*p)));
-                }
-                Classification {
-                    object: "classification".into(),
-                    index: i as u32,
-                    label: (probs[best] >= min_conf).then(|| name(best)),
-                    labels: req.multi_label.then(|| {
-                        order
-                            .iter()
-                            .filter(|&&j| probs[j] >= threshold && probs[j] >= min_conf)
-                            .map(|&j| name(j))
-                            .collect()
-                    }),
-                    confidence: probs[best],
-                    probabilities: map,
-                    exact: true,
-                }
+                Classification::from_probabilities(
+                    i,
+                    &names,
+                    &probs,
+                    req.multi_label,
+                    threshold,
+                    min_conf,
+                    true,
+                )
             })
             .collect();
         Ok(ClassifyResponse {

@@ -11,7 +11,6 @@ use bantam_api::request::Scoring;
 use bantam_api::ClassifyTask;
 use bantam_engine::{Engine, ScoreMode};
 use bantam_types::tasks::{Classification, ClassifyResponse, TaskUsage};
-use serde_json::{Map, Value};
 
 use crate::TaskError;
 
@@ -77,31 +76,15 @@ pub async fn classify(engine: &Engine, req: &ClassifyTask) -> Result<ClassifyRes
         .iter()
         .enumerate()
         .map(|(i, scores)| {
-            let probs = softmax(scores);
-            let mut order: Vec<usize> = (0..probs.len()).collect();
-            order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
-            let best = order[0];
-            let confidence = probs[best];
-            let in_scope = confidence >= min_conf;
-            let mut map = Map::new();
-            for (l, p) in req.labels.iter().zip(&probs) {
-                map.insert(l.name().to_string(), Value::from(*p as f64));
-            }
-            Classification {
-                object: "classification".into(),
-                index: i as u32,
-                label: in_scope.then(|| req.labels[best].name().to_string()),
-                labels: req.multi_label.then(|| {
-                    order
-                        .iter()
-                        .filter(|&&k| probs[k] >= threshold && probs[k] >= min_conf)
-                        .map(|&k| req.labels[k].name().to_string())
-                        .collect()
-                }),
-                confidence,
-                probabilities: map,
-                exact: out.exact[i].iter().all(|&e| e),
-            }
+            Classification::from_probabilities(
+                i,
+                req.label_names(),
+                &softmax(scores),
+                req.multi_label,
+                threshold,
+                min_conf,
+                out.exact[i].iter().all(|&e| e),
+            )
         })
         .collect();
     Ok(ClassifyResponse {

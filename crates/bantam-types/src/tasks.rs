@@ -154,6 +154,49 @@ pub struct Classification {
     pub exact: bool,
 }
 
+impl Classification {
+    /// The result for input `index` from each label's probability (`names[k]` has
+    /// `probs[k]`): the best label, or none below `min_confidence`; with
+    /// `multi_label`, every label at or above both `threshold` and `min_confidence`,
+    /// best first.
+    pub fn from_probabilities(
+        index: usize,
+        names: &[String],
+        probs: &[f32],
+        multi_label: bool,
+        threshold: f32,
+        min_confidence: f32,
+        exact: bool,
+    ) -> Self {
+        let mut order: Vec<usize> = (0..probs.len()).collect();
+        order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+        let best = order.first().copied().unwrap_or(0);
+        let confidence = probs.get(best).copied().unwrap_or(0.0);
+        let probabilities = names
+            .iter()
+            .zip(probs)
+            .map(|(n, p)| (n.clone(), Value::from(f64::from(*p))))
+            .collect();
+        Classification {
+            object: "classification".into(),
+            index: index as u32,
+            label: (confidence >= min_confidence)
+                .then(|| names.get(best).cloned())
+                .flatten(),
+            labels: multi_label.then(|| {
+                order
+                    .iter()
+                    .filter(|&&k| probs[k] >= threshold && probs[k] >= min_confidence)
+                    .map(|&k| names[k].clone())
+                    .collect()
+            }),
+            confidence,
+            probabilities,
+            exact,
+        }
+    }
+}
+
 /// Token counts of a task request.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct TaskUsage {

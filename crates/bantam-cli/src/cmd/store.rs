@@ -278,7 +278,12 @@ pub fn show(home: &Path, a: ShowArgs) -> Result<()> {
             println!(
                 "  classifier      {} labels: {}{}",
                 labels.len(),
-                labels.iter().take(8).cloned().collect::<Vec<_>>().join(", "),
+                labels
+                    .iter()
+                    .take(8)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 if labels.len() > 8 { ", …" } else { "" }
             );
             println!(
