@@ -34,7 +34,19 @@ pub struct TrainArgs {
     /// JSONL: {"prompt": ..., "label": "local"|"escalate"}, or {"prompt": ...,
     /// "scores": {"<local>": q1, "<large>": q2}} with --local/--large (RouteLLM style:
     /// escalate when the large model's score beats the local one's by --margin).
-    pub data: PathBuf,
+    #[arg(required_unless_present = "from_eval")]
+    pub data: Option<PathBuf>,
+    /// Learn from a `bantam eval --out DIR` run with a local and a large target
+    /// (--local/--large name them): a prompt is `escalate` where the large target
+    /// scored better than the local one by more than --margin, `local` otherwise —
+    /// the router learns where the small model falls short. --calibrate and --test
+    /// take eval directories too.
+    #[arg(long, value_name = "DIR", conflicts_with = "data")]
+    pub from_eval: Option<PathBuf>,
+    /// With an eval directory: the per-item metric compared (default: `correct`,
+    /// `field_f1`, `f1` or `rougeL`, whichever the task recorded).
+    #[arg(long)]
+    pub metric: Option<String>,
     /// Calibrate the threshold on this file (default: the training data).
     #[arg(long, value_name = "FILE")]
     pub calibrate: Option<PathBuf>,
@@ -113,7 +125,107 @@ struct Labelled {
     sha256: String,
 }
 
+/// Per-item metrics `bantam eval` records, in the order one is chosen.
+const EVAL_METRICS: [&str; 4] = ["correct", "field_f1", "f1", "rougeL"];
+
+/// Labels from a `bantam eval` run: each item both targets answered, `escalate`
+/// where the large target's metric beats the local one's by more than the margin
+/// (an item a target failed on scores 0).
+fn read_eval_run(dir: &Path, a: &TrainArgs) -> Result<Labelled> {
+    let (Some(lo), Some(hi)) = (&a.local, &a.large) else {
+        bail!("an eval directory needs --local TARGET and --large TARGET (the target names `bantam eval` printed)");
+    };
+    let path = dir.join("items.jsonl");
+    let bytes = std::fs::read(&path).with_context(|| {
+        format!(
+            "reading {}: is {} a `bantam eval --out` directory?",
+            path.display(),
+            dir.display()
+        )
+    })?;
+    let mut by_item: std::collections::BTreeMap<usize, (String, Option<f64>, Option<f64>)> =
+        Default::default();
+    let mut metric: Option<String> = a.metric.clone();
+    let mut targets = std::collections::BTreeSet::new();
+    for (i, line) in bytes.lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: Value =
+            serde_json::from_str(&line).with_context(|| format!("{}:{}", path.display(), i + 1))?;
+        let target = v["target"].as_str().unwrap_or_default().to_string();
+        targets.insert(target.clone());
+        if target != *lo && target != *hi {
+            continue;
+        }
+        let m = &v["metrics"];
+        if metric.is_none() {
+            metric = EVAL_METRICS
+                .iter()
+                .find(|k| m.get(**k).is_some())
+                .map(|k| k.to_string());
+        }
+        let score = metric
+            .as_deref()
+            .and_then(|k| m.get(k))
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0);
+        let index = v["index"].as_u64().unwrap_or(0) as usize;
+        let e = by_item.entry(index).or_insert_with(|| {
+            (
+                v["input"].as_str().unwrap_or_default().to_string(),
+                None,
+                None,
+            )
+        });
+        if target == *lo {
+            e.1 = Some(score);
+        } else {
+            e.2 = Some(score);
+        }
+    }
+    for t in [lo, hi] {
+        if !targets.contains(t) {
+            bail!(
+                "{} has no results for target {t:?}; its targets: {}",
+                path.display(),
+                targets.into_iter().collect::<Vec<_>>().join(", ")
+            );
+        }
+    }
+    let (mut prompts, mut escalate) = (Vec::new(), Vec::new());
+    for (prompt, l, h) in by_item.into_values() {
+        if let (Some(l), Some(h)) = (l, h) {
+            prompts.push(prompt);
+            escalate.push(h - l > a.margin);
+        }
+    }
+    if prompts.is_empty() {
+        bail!(
+            "{}: no item has results for both {lo} and {hi}",
+            path.display()
+        );
+    }
+    eprintln!(
+        "{}: {} items, compared on {}",
+        dir.display(),
+        prompts.len(),
+        metric
+            .as_deref()
+            .unwrap_or("(no metric: every item scores 0)")
+    );
+    Ok(Labelled {
+        prompts,
+        escalate,
+        sha256: hex_digest(&bytes),
+    })
+}
+
 fn read_labelled(path: &Path, a: &TrainArgs) -> Result<Labelled> {
+    if path.is_dir() {
+        return read_eval_run(path, a);
+    }
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let sha256 = hex_digest(&bytes);
     let mut prompts = Vec::new();
@@ -238,12 +350,17 @@ fn table(points: &[CalibrationPoint], chosen: f32) -> String {
 
 fn train(home: &Path, a: TrainArgs) -> Result<()> {
     let share = parse_share(&a.escalate)?;
-    let data = read_labelled(&a.data, &a)?;
+    let source = a
+        .data
+        .clone()
+        .or_else(|| a.from_eval.clone())
+        .context("give the training data or --from-eval DIR")?;
+    let data = read_labelled(&source, &a)?;
     let pos = data.escalate.iter().filter(|&&e| e).count();
     if pos == 0 || pos == data.escalate.len() {
         bail!(
             "{} needs prompts of both kinds (it has {pos} escalate of {})",
-            a.data.display(),
+            source.display(),
             data.escalate.len()
         );
     }
