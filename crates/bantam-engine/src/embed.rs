@@ -89,6 +89,26 @@ impl Embedder {
     /// Fails for models that do not pool a vector per sequence (generative models
     /// without a pooling type).
     pub fn load(path: &Path, threads: u32) -> Result<Embedder, EngineError> {
+        Self::load_with(path, threads, None)
+    }
+
+    /// Load any GGUF model — a generative decoder too — as a feature extractor: its
+    /// last hidden states pooled by `pooling` (`Mean` or `Last`), with the model's
+    /// own attention (causal for a decoder). For classifier features
+    /// (`bantam tune classify --features mean:MODEL`), not for sentence embeddings.
+    pub fn load_pooled(
+        path: &Path,
+        threads: u32,
+        pooling: Pooling,
+    ) -> Result<Embedder, EngineError> {
+        Self::load_with(path, threads, Some(pooling))
+    }
+
+    fn load_with(
+        path: &Path,
+        threads: u32,
+        forced: Option<Pooling>,
+    ) -> Result<Embedder, EngineError> {
         let load_err = |reason: String| EngineError::Load {
             model: path.display().to_string(),
             reason,
@@ -107,10 +127,16 @@ impl Embedder {
         let arch = model.meta("general.architecture").unwrap_or_default();
         // An embedding model says how its token vectors become one per sequence; a
         // generative model does not (and is refused rather than silently averaged).
-        let pooling = match model.meta(&format!("{arch}.pooling_type")).as_deref() {
-            Some("1") => Pooling::Mean,
-            Some("2") => Pooling::Cls,
-            Some("3") => Pooling::Last,
+        let pooling = match (forced, model.meta(&format!("{arch}.pooling_type")).as_deref()) {
+            (Some(p @ (Pooling::Mean | Pooling::Last)), _) => p,
+            (Some(_), _) => {
+                return Err(load_err(
+                    "features from a model's hidden states are pooled by mean or last token".into(),
+                ))
+            }
+            (None, Some("1")) => Pooling::Mean,
+            (None, Some("2")) => Pooling::Cls,
+            (None, Some("3")) => Pooling::Last,
             _ => {
                 return Err(load_err(format!(
                     "it declares no pooling of token vectors ({arch}.pooling_type): a generative model, not an embedding model"
@@ -132,7 +158,10 @@ impl Embedder {
             pooling,
         };
         let mut ctx = Context::new(model.clone(), &params).map_err(|e| load_err(e.to_string()))?;
-        ctx.set_causal_attn(false);
+        if forced.is_none() {
+            // Sentence encoders attend both ways; a decoder keeps its causal mask.
+            ctx.set_causal_attn(false);
+        }
         if !matches!(ctx.pooling(), Pooling::Mean | Pooling::Cls | Pooling::Last) {
             return Err(load_err(
                 "the model does not pool a vector per sequence; it is not an embedding model"

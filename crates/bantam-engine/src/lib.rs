@@ -30,6 +30,7 @@ mod static_embed;
 pub mod stop;
 pub mod template;
 
+pub use bantam_llama::Pooling;
 pub use config::{EngineConfig, EngineOverrides, PoolConfig, PoolOverrides};
 pub use embed::{Embedder, Embeddings};
 pub use engine::{Engine, EventStream, ModelInfo};

@@ -18,14 +18,20 @@ const MODEL: &str = "all-minilm:l6-v2";
 
 /// The model's blob, found through its manifest.
 fn model_path() -> PathBuf {
+    blob_of(MODEL)
+}
+
+/// A store model's blob (`name:tag`), found through its manifest.
+fn blob_of(name: &str) -> PathBuf {
+    let (model, tag) = name.split_once(':').expect("name:tag");
     let home = std::env::var_os("BANTAM_TEST_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".bantam")))
         .expect("BANTAM_TEST_HOME or HOME is set");
-    let manifest = home.join("manifests/all-minilm/l6-v2.json");
+    let manifest = home.join(format!("manifests/{model}/{tag}.json"));
     let Ok(bytes) = std::fs::read(&manifest) else {
         panic!(
-            "these tests need {MODEL} in the model store at {}: run `bantam pull {MODEL}` first (or set BANTAM_TEST_HOME)",
+            "these tests need {name} in the model store at {}: run `bantam pull {name}` first (or set BANTAM_TEST_HOME)",
             home.display()
         );
     };
@@ -403,4 +409,42 @@ fn static_table_round_trips_and_refuses_a_damaged_file() {
     bytes[mid] ^= 1;
     std::fs::write(&p, &bytes[..bytes.len() - 100]).unwrap();
     assert!(StaticEmbedder::load(&p, &model_path(), "test-source").is_err());
+}
+
+#[test]
+fn a_decoders_hidden_states_pool_into_features_independent_of_the_batch() {
+    let smol = blob_of("smollm2:135m");
+    // As a sentence embedder a generative model is refused (it declares no pooling)…
+    assert!(Embedder::load(&smol, 1).is_err());
+    // …as a feature extractor its hidden states are pooled on request.
+    let mean = Embedder::load_pooled(&smol, 1, bantam_engine::Pooling::Mean).unwrap();
+    let last = Embedder::load_pooled(&smol, 1, bantam_engine::Pooling::Last).unwrap();
+    assert_eq!(mean.dim(), 576);
+    let texts = [
+        "my card was declined at the supermarket",
+        "the shop refused my card payment",
+        "what is the weather like in Paris tomorrow",
+    ];
+    let all = mean.embed(&texts).unwrap();
+    let cos = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+    for v in &all {
+        assert!((cos(v, v) - 1.0).abs() < 1e-4);
+    }
+    assert!(
+        cos(&all[0], &all[1]) > cos(&all[0], &all[2]),
+        "paraphrases closer"
+    );
+    // A text's features do not depend on what else is in the batch (causal masks
+    // per sequence, no attention across sequences).
+    let alone = mean.embed(&texts[2..]).unwrap();
+    assert!(
+        cos(&alone[0], &all[2]) > 0.9999,
+        "{}",
+        cos(&alone[0], &all[2])
+    );
+    let l = last.embed(&texts[..1]).unwrap();
+    assert!(
+        cos(&l[0], &all[0]) < 0.9999,
+        "last-token pooling differs from the mean"
+    );
 }

@@ -19,9 +19,11 @@
 mod batch;
 mod context;
 mod model;
+mod quantize;
 mod runtime;
 
 pub use batch::{Batch, BatchError};
 pub use context::{Context, ContextError, ContextParams, DecodeError, FlashAttention, Pooling};
 pub use model::{LoadError, Model, ModelParams, Token};
+pub use quantize::{quantize, QuantType, QuantizeError};
 pub use runtime::{runtime, Runtime, RuntimeInfo};

@@ -6,7 +6,10 @@
 //!   encoder pass per token, about a minute for all-MiniLM-L6-v2 here) and kept
 //!   beside the model in the store (`derived/sha256-….static-v1`, checksummed,
 //!   removed with the model); later loads take a fraction of a second;
-//! * `NAME`: the store's embedding model itself, one encoder pass per prompt.
+//! * `NAME`: the store's embedding model itself, one encoder pass per prompt;
+//! * `mean:MODEL` / `last:MODEL`: any store model's last hidden states (a
+//!   generative decoder's too), mean-pooled or at the last token — classifier
+//!   features (`bantam tune classify`).
 //!
 //! `bantam router train` and `bantam serve` both come here, so a router is served
 //! with exactly the features it was trained on.
@@ -50,6 +53,16 @@ pub fn featuriser(
     if name == hashed::NAME {
         return Ok(Arc::new(HashedNgrams));
     }
+    if let Some((pooling, model)) = hidden_state_features(name) {
+        let m = store
+            .get(model)
+            .map_err(|source| FeaturiserError::NotInstalled {
+                model: model.to_string(),
+                source,
+            })?;
+        let e = Embedder::load_pooled(&store.blob_path(&m), threads, pooling)?;
+        return Ok(Arc::new(Contextual(e)));
+    }
     let (model, distilled) = match name.strip_prefix(STATIC_PREFIX) {
         Some(m) => (m, true),
         None => (name, false),
@@ -85,6 +98,34 @@ pub fn featuriser(
     }
     Ok(Arc::new(Static(s)))
 }
+
+/// `mean:MODEL` / `last:MODEL`: a (generative) model's last hidden states, averaged
+/// over the text's tokens or taken at its last token.
+pub fn hidden_state_features(name: &str) -> Option<(bantam_engine::Pooling, &str)> {
+    if let Some(m) = name.strip_prefix(MEAN_PREFIX) {
+        return Some((bantam_engine::Pooling::Mean, m));
+    }
+    name.strip_prefix(LAST_PREFIX)
+        .map(|m| (bantam_engine::Pooling::Last, m))
+}
+
+/// The store model a featuriser reads (none for the built-in hashed n-grams).
+pub fn features_model(name: &str) -> Option<&str> {
+    if name == hashed::NAME {
+        return None;
+    }
+    Some(
+        hidden_state_features(name)
+            .map(|(_, m)| m)
+            .or_else(|| name.strip_prefix(STATIC_PREFIX))
+            .unwrap_or(name),
+    )
+}
+
+/// Featuriser prefix: mean-pooled hidden states of a model.
+pub const MEAN_PREFIX: &str = "mean:";
+/// Featuriser prefix: the last token's hidden state.
+pub const LAST_PREFIX: &str = "last:";
 
 /// An encoder pass per prompt.
 struct Contextual(Embedder);

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use bantam_api::features::{hashed, Embed, STATIC_PREFIX};
+use bantam_api::features::Embed;
 use bantam_api::{BackendError, ClassifyTask};
 use bantam_store::head::{ClassifierHead, ARCHITECTURE};
 use bantam_store::{Manifest, Store};
@@ -77,8 +77,7 @@ impl Heads {
         head: &ClassifierHead,
     ) -> Result<Arc<dyn Embed>, BackendError> {
         let name = head.meta.features.as_str();
-        if name != hashed::NAME {
-            let model = name.strip_prefix(STATIC_PREFIX).unwrap_or(name);
+        if let Some(model) = crate::featurise::features_model(name) {
             let m = self.store.get(model).map_err(|_| {
                 coded(
                     backend,

@@ -38,7 +38,7 @@ use futures::future::BoxFuture;
 
 pub use chat::{chat_generate, collect_with_retries};
 pub use embeddings::Embedders;
-pub use featurise::{featuriser, FeaturiserError};
+pub use featurise::{features_model, featuriser, FeaturiserError, LAST_PREFIX, MEAN_PREFIX};
 pub use heads::is_head as is_classifier_model;
 pub use resolver::{EngineOverrides, StoreResolver};
 

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::Instant;
 
-use bantam_api::features::{hashed, Embed, STATIC_PREFIX};
+use bantam_api::features::{Embed, STATIC_PREFIX};
 use bantam_learn::{softmax::train_softmax, stratified_split, SoftmaxOptions, SoftmaxReport};
 use bantam_store::head::{ClassifierHead, HeadMeta};
 use bantam_store::{Lineage, Manifest, PullOptions, Store};
@@ -145,10 +145,9 @@ pub fn load_examples(
 /// What a featuriser name depends on in the store: the digest of its model
 /// (empty for built-in features).
 fn features_digest(store: &Store, features: &str) -> Result<String, TuneError> {
-    if features == hashed::NAME {
+    let Some(model) = bantam_local::features_model(features) else {
         return Ok(String::new());
-    }
-    let model = features.strip_prefix(STATIC_PREFIX).unwrap_or(features);
+    };
     store
         .get(model)
         .map(|m| m.digest)
@@ -392,6 +391,7 @@ pub fn install(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bantam_api::features::hashed;
 
     fn ex(text: &str, label: &str) -> Example {
         Example {

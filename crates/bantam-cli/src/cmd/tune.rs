@@ -28,8 +28,11 @@ pub struct ClassifyArgs {
     pub out: String,
     /// Features: `static:all-minilm:l6-v2` (the MiniLM token table: microseconds
     /// per text), `all-minilm:l6-v2` (the MiniLM encoder: better, milliseconds per
-    /// text), `hashed-ngrams` (built in), or `auto` (train on each installed one and
-    /// keep the best on validation). A comma-separated list is tried in turn.
+    /// text), `mean:MODEL` / `last:MODEL` (a generative model's hidden states,
+    /// mean-pooled or at the last token: e.g. `mean:qwen2.5-coder:0.5b`; slower),
+    /// `hashed-ngrams` (built in), or `auto` (the MiniLM table and encoder where
+    /// installed; the best on validation is kept). A comma-separated list is tried
+    /// in turn, the best kept.
     #[arg(long, default_value = "auto")]
     pub features: String,
     /// Field (JSONL) or column (CSV) of the text.
