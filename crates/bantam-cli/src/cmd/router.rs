@@ -21,6 +21,8 @@ use sha2::{Digest, Sha256};
 /// itself takes milliseconds per prompt on a CPU; BENCHMARKS.md has both).
 pub const DEFAULT_EMBEDDER: &str = "static:all-minilm:l6-v2";
 
+// Parsed once per run; boxing the arguments would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum RouterCmd {
     /// Train a learned router on labelled prompts and calibrate its threshold.
