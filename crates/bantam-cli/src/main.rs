@@ -60,6 +60,8 @@ enum Command {
     /// Make a specialist from your own labelled examples (a classifier model).
     #[command(subcommand)]
     Tune(cmd::tune::TuneCmd),
+    /// Quantize a store model (llama.cpp's quantizer) and report what it costs.
+    Quantize(cmd::tune::QuantizeArgs),
     /// Measure a model on this machine (prefill and decode tok/s) and choose its flash-attention setting.
     Bench(cmd::bench::BenchArgs),
     /// Show what this machine offers: CPU kernels chosen, threads, store location.
@@ -110,6 +112,7 @@ fn main() -> std::process::ExitCode {
         Command::Usage(a) => cmd::usage::usage(&home, a),
         Command::Router(c) => cmd::router::router(&home, c),
         Command::Tune(c) => cmd::tune::tune(&home, c),
+        Command::Quantize(a) => cmd::tune::quantize(&home, a),
         Command::Bench(a) => cmd::bench::bench(&home, a),
         Command::Info => cmd::info(&home),
     };

@@ -4,8 +4,11 @@
 //!   MiniLM encoder or hashed n-grams) and multinomial logistic regression
 //!   (`bantam-learn`, the learner the router uses too), calibrated on a validation
 //!   split, installed in the store as a model that `/v1/classify` serves by name.
+//! * [`quantize`] — llama.cpp's quantizer on a store model, with a report of the
+//!   size, speed and output drift it costs.
 
 pub mod classify;
+pub mod quantize;
 
 pub use classify::{
     install, load_examples, tune_classifier, Candidate, Example, TuneError, TuneOptions, Tuned,

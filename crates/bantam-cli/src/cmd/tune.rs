@@ -192,3 +192,114 @@ fn classify(home: &Path, a: ClassifyArgs) -> Result<()> {
     )?;
     Ok(())
 }
+
+#[derive(Debug, Args)]
+pub struct QuantizeArgs {
+    /// The store model to quantize (an F32/F16 one: a converted encoder, a merged
+    /// tuned model).
+    pub model: String,
+    /// Target type: f16, q8_0, q6_k, q5_k_m, q5_k_s, q4_k_m, q4_k_s, q4_0, q3_k_m, q2_k.
+    #[arg(long)]
+    pub to: String,
+    /// Name to install the result under.
+    #[arg(long)]
+    pub out: String,
+    /// Held-out texts to compare source and result on, one per line (default: 20
+    /// built-in sentences from several domains).
+    #[arg(long, value_name = "FILE")]
+    pub eval_text: Option<PathBuf>,
+    /// Quantize a model that is already quantized (the loss compounds).
+    #[arg(long)]
+    pub allow_requantize: bool,
+    /// Threads (0 = physical cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: u32,
+}
+
+pub fn quantize(home: &Path, a: QuantizeArgs) -> Result<()> {
+    let store = Store::open(home)?;
+    bantam_store::ModelName::parse(&a.out).with_context(|| format!("--out {}", a.out))?;
+    let Some(to) = bantam_llama::QuantType::parse(&a.to) else {
+        bail!(
+            "unknown type {:?}; use one of {}",
+            a.to,
+            bantam_llama::QuantType::ALL
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    };
+    let owned: Vec<String> = match &a.eval_text {
+        Some(p) => std::fs::read_to_string(p)
+            .with_context(|| format!("reading {}", p.display()))?
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect(),
+        None => bantam_tune::quantize::DEFAULT_TEXTS
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    };
+    if owned.is_empty() {
+        bail!("--eval-text holds no text");
+    }
+    let texts: Vec<&str> = owned.iter().map(String::as_str).collect();
+    let bar = ProgressBar::new_spinner();
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar.set_message(format!("quantizing {} to {}", a.model, to.name()));
+    let result = bantam_tune::quantize::quantize_model(
+        &store,
+        &a.model,
+        to,
+        &a.out,
+        a.threads,
+        a.allow_requantize,
+        &texts,
+    );
+    bar.finish_and_clear();
+    let (m, r) = result?;
+    let mb = |b: u64| b as f64 / 1e6;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "installed {} ({}): {} → {}",
+        m.name,
+        &m.digest[..19.min(m.digest.len())],
+        r.source,
+        r.to
+    )?;
+    writeln!(
+        out,
+        "
+| | {} | {} |",
+        r.source, r.target
+    )?;
+    writeln!(out, "|---|---:|---:|")?;
+    writeln!(
+        out,
+        "| size | {:.1} MB | {:.1} MB ({:.0} %) |",
+        mb(r.size_before),
+        mb(r.size_after),
+        100.0 * r.size_after as f64 / r.size_before.max(1) as f64
+    )?;
+    writeln!(
+        out,
+        "| texts/s ({} texts) | {:.1} | {:.1} |",
+        r.texts, r.texts_per_s.0, r.texts_per_s.1
+    )?;
+    writeln!(
+        out,
+        "| cosine to the source ({}) | 1 | mean {:.5}, min {:.5} |",
+        r.compared, r.cosine_mean, r.cosine_min
+    )?;
+    writeln!(
+        out,
+        "
+quantized in {:.1} s; measure the task before and after with `bantam eval` (e.g. a classifier trained on each: `bantam tune classify DATA --features {}`)",
+        r.quantize_secs, r.target
+    )?;
+    Ok(())
+}
