@@ -83,3 +83,42 @@ fn quantizing_again_or_to_nothing_is_refused() {
     let (ok, _, _) = run(&["show", "x:y"]);
     assert!(!ok, "a refused quantization left a model behind");
 }
+
+#[test]
+fn a_generative_model_is_requantized_only_when_asked_and_its_drift_reported() {
+    let name = format!("test-quant-gen-{}:q8", std::process::id());
+    let _guard = Installed(name.clone());
+    let (ok, out, err) = run(&[
+        "quantize",
+        common::MODEL,
+        "--to",
+        "q8_0",
+        "--allow-requantize",
+        "--out",
+        &name,
+    ]);
+    assert!(ok, "{out}\n{err}");
+    // Next-token distributions compared with the source's: a small KL divergence,
+    // mostly the same top token, a perplexity close to the source's.
+    let field = |label: &str| -> f64 {
+        let line = out.lines().find(|l| l.starts_with(label)).expect(&out);
+        let cell = line.split('|').nth(3).unwrap().trim();
+        cell.split_whitespace().next().unwrap().parse().expect(line)
+    };
+    let kl = field("| mean KL divergence");
+    let same = field("| same top token");
+    assert!(kl > 0.0 && kl < 0.1, "{out}");
+    assert!(same > 80.0, "{out}");
+    assert!(out.contains("| perplexity ("), "{out}");
+    // It generates.
+    let (ok, text, err) = run(&[
+        "run",
+        &name,
+        "Name a colour.",
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "8",
+    ]);
+    assert!(ok && !text.trim().is_empty(), "{err}");
+}

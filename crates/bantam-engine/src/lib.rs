@@ -17,6 +17,7 @@
 //! Concurrency: the engine thread owns the llama.cpp context exclusively; everything
 //! else talks to it over channels. The shared [`bantam_llama::Model`] is read-only.
 
+pub mod compare;
 pub mod config;
 pub mod detok;
 mod embed;

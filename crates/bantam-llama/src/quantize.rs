@@ -8,6 +8,8 @@ use crate::runtime::Runtime;
 /// Target types Bantam offers (llama.cpp's `llama_ftype`s by their usual names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QuantType {
+    /// 32-bit floats (dequantizes a quantized model, with --allow-requantize).
+    F32,
     /// 16-bit floats.
     F16,
     /// 8-bit.
@@ -32,7 +34,8 @@ pub enum QuantType {
 
 impl QuantType {
     /// Every type, by name.
-    pub const ALL: [(&'static str, QuantType); 10] = [
+    pub const ALL: [(&'static str, QuantType); 11] = [
+        ("f32", QuantType::F32),
         ("f16", QuantType::F16),
         ("q8_0", QuantType::Q8_0),
         ("q6_k", QuantType::Q6K),
@@ -63,6 +66,7 @@ impl QuantType {
     fn ftype(self) -> llama_cpp_sys_2::llama_ftype {
         use llama_cpp_sys_2 as s;
         match self {
+            QuantType::F32 => s::LLAMA_FTYPE_ALL_F32,
             QuantType::F16 => s::LLAMA_FTYPE_MOSTLY_F16,
             QuantType::Q8_0 => s::LLAMA_FTYPE_MOSTLY_Q8_0,
             QuantType::Q6K => s::LLAMA_FTYPE_MOSTLY_Q6_K,

@@ -19,6 +19,9 @@ use bantam_types::tasks::{Classification, ClassifyResponse, TaskUsage};
 /// Most heads kept loaded (they are small; the featurisers are shared).
 const MAX_HEADS: usize = 64;
 
+/// Most classifier requests in progress or waiting at once.
+pub const MAX_WAITING: usize = 64;
+
 /// Whether a store model is a classifier (`bantam tune classify`), answered by
 /// its head rather than a generation engine.
 pub fn is_head(m: &Manifest) -> bool {
@@ -29,6 +32,9 @@ pub fn is_head(m: &Manifest) -> bool {
 pub struct Heads {
     store: Store,
     threads: u32,
+    /// Classifications in progress or waiting, at most [`MAX_WAITING`]: then 429
+    /// rather than an ever longer queue of blocked threads.
+    waiting: Arc<tokio::sync::Semaphore>,
     heads: Mutex<HashMap<String, Arc<ClassifierHead>>>,
     features: Mutex<HashMap<String, Arc<dyn Embed>>>,
 }
@@ -38,6 +44,7 @@ impl Heads {
         Self {
             store,
             threads,
+            waiting: Arc::new(tokio::sync::Semaphore::new(MAX_WAITING)),
             heads: Mutex::default(),
             features: Mutex::default(),
         }
@@ -123,6 +130,15 @@ impl Heads {
         m: Manifest,
         req: &ClassifyTask,
     ) -> Result<ClassifyResponse, BackendError> {
+        let Ok(_place) = self.waiting.clone().try_acquire_owned() else {
+            return Err(BackendError::Overloaded {
+                backend: backend.to_string(),
+                message: format!(
+                    "the server is busy: {MAX_WAITING} classifications are already waiting; retry later"
+                ),
+                retry_after_secs: Some(1),
+            });
+        };
         let started = Instant::now();
         let this = self.clone();
         let b = backend.to_string();

@@ -271,7 +271,10 @@ impl Store {
         )
     }
 
-    fn staging_file(&self) -> Result<tempfile::NamedTempFile, StoreError> {
+    /// A temporary file in the store's `tmp/`, locked while held: one left behind by
+    /// a killed process is removed by the next pull or import, so a model written
+    /// outside the store (a tuned head, a quantized file) never half-exists.
+    pub fn staging_file(&self) -> Result<tempfile::NamedTempFile, StoreError> {
         let dir = self.tmp_dir();
         let f = tempfile::Builder::new()
             .prefix("staging-")

@@ -354,12 +354,8 @@ pub fn install(
     data_sha256: &str,
     source: &str,
 ) -> Result<Manifest, TuneError> {
-    let tmp_dir = store.home().join("tmp");
-    std::fs::create_dir_all(&tmp_dir).map_err(|e| TuneError::Install(e.to_string()))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix("head-")
-        .suffix(".gguf")
-        .tempfile_in(&tmp_dir)
+    let mut tmp = store
+        .staging_file()
         .map_err(|e| TuneError::Install(e.to_string()))?;
     tuned
         .head

@@ -1,17 +1,18 @@
 //! `bantam quantize`: llama.cpp's quantizer on a store model, the result installed
 //! with its lineage, and a report of what it cost: size, speed, and how far its
 //! outputs moved from the source's on held-out text (embedding models: cosine
-//! similarity of the sentence vectors; generative models: of the mean-pooled last
-//! hidden states).
+//! similarity of the sentence vectors; generative models: KL divergence of the
+//! next-token distributions, same-top-token rate and perplexity, as llama.cpp's
+//! `llama-perplexity --kl-divergence` reports).
 
 use std::path::Path;
 use std::time::Instant;
 
-use bantam_engine::{Embedder, Pooling};
+use bantam_engine::compare::{compare_models, Divergence};
+use bantam_engine::Embedder;
 use bantam_llama::QuantType;
 use bantam_store::gguf::GgufInfo;
 use bantam_store::{Lineage, Manifest, PullOptions, Store};
-use serde::Serialize;
 
 use crate::TuneError;
 
@@ -41,7 +42,7 @@ pub const DEFAULT_TEXTS: &[&str] = &[
 ];
 
 /// How far the quantized model moved, and what it saves.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct QuantizeReport {
     /// Source model.
     pub source: String,
@@ -53,15 +54,14 @@ pub struct QuantizeReport {
     pub size_before: u64,
     /// Bytes after.
     pub size_after: u64,
-    /// What was compared: `sentence embedding` or `mean-pooled last hidden state`.
-    pub compared: String,
     /// Texts compared.
     pub texts: usize,
-    /// Mean cosine similarity between source and result vectors.
-    pub cosine_mean: f64,
-    /// Lowest cosine similarity.
-    pub cosine_min: f64,
-    /// Texts per second through the source and through the result (same threads).
+    /// Embedding models: mean and lowest cosine similarity of the sentence vectors.
+    pub cosine: Option<(f64, f64)>,
+    /// Generative models: how the next-token distributions moved.
+    pub divergence: Option<Divergence>,
+    /// Texts per second through the source and through the result (same threads):
+    /// embedding models, sentences embedded; generative models, texts scored.
     pub texts_per_s: (f64, f64),
     /// Seconds quantizing took.
     pub quantize_secs: f64,
@@ -118,21 +118,11 @@ pub fn quantize_model(
     let embedding = info.is_embedding_model();
     // llama.cpp asserts on some malformed inputs instead of returning an error: make
     // sure the source loads as a model first.
-    let load = |p: &Path| -> Result<Embedder, TuneError> {
-        if embedding {
-            Embedder::load(p, threads)
-        } else {
-            Embedder::load_pooled(p, threads, Pooling::Mean)
-        }
-        .map_err(|e| TuneError::Data(format!("{source}: {e}")))
-    };
-    let before = load(&src)?;
-    let tmp_dir = store.home().join("tmp");
-    std::fs::create_dir_all(&tmp_dir).map_err(|e| TuneError::Install(e.to_string()))?;
-    let tmp = tempfile::Builder::new()
-        .prefix("quant-")
-        .suffix(".gguf")
-        .tempfile_in(&tmp_dir)
+    bantam_llama::Model::load(bantam_llama::runtime(), &src, &Default::default())
+        .map_err(|e| TuneError::Data(format!("{source}: {e}")))?;
+    // llama.cpp writes the file by name; the staging file's lock stays ours.
+    let tmp = store
+        .staging_file()
         .map_err(|e| TuneError::Install(e.to_string()))?;
     let started = Instant::now();
     bantam_llama::quantize(
@@ -145,24 +135,37 @@ pub fn quantize_model(
     )
     .map_err(|e| TuneError::Install(e.to_string()))?;
     let quantize_secs = started.elapsed().as_secs_f64();
-    let after = load(tmp.path())?;
-    let (v0, s0) = vectors(&before, texts)?;
-    let (v1, s1) = vectors(&after, texts)?;
-    drop((before, after));
-    let cos: Vec<f64> = v0
-        .iter()
-        .zip(&v1)
-        .map(|(a, b)| {
-            let dot: f64 = a
-                .iter()
-                .zip(b)
-                .map(|(x, y)| f64::from(*x) * f64::from(*y))
-                .sum();
-            let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-            let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-            dot / (na * nb).max(1e-12)
-        })
-        .collect();
+    let (cosine, divergence, texts_per_s) = if embedding {
+        let load = |p: &Path| {
+            Embedder::load(p, threads).map_err(|e| TuneError::Data(format!("{source}: {e}")))
+        };
+        let (v0, s0) = vectors(&load(&src)?, texts)?;
+        let (v1, s1) = vectors(&load(tmp.path())?, texts)?;
+        let cos: Vec<f64> = v0
+            .iter()
+            .zip(&v1)
+            .map(|(a, b)| {
+                let dot: f64 = a
+                    .iter()
+                    .zip(b)
+                    .map(|(x, y)| f64::from(*x) * f64::from(*y))
+                    .sum();
+                let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+                let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+                dot / (na * nb).max(1e-12)
+            })
+            .collect();
+        let mean = cos.iter().sum::<f64>() / cos.len().max(1) as f64;
+        let min = cos.iter().copied().fold(f64::INFINITY, f64::min);
+        (Some((mean, min)), None, (s0, s1))
+    } else {
+        let started = Instant::now();
+        let d = compare_models(&src, tmp.path(), texts, threads)
+            .map_err(|e| TuneError::Data(format!("comparing with {source}: {e}")))?;
+        // Both models scored every text once.
+        let per = texts.len() as f64 / (started.elapsed().as_secs_f64() / 2.0).max(1e-9);
+        (None, Some(d), (per, per))
+    };
     let opts = PullOptions {
         name: Some(out.to_string()),
         lineage: Lineage {
@@ -190,15 +193,10 @@ pub fn quantize_model(
         to: to.name().to_string(),
         size_before: m.size,
         size_after: installed.size,
-        compared: if embedding {
-            "sentence embedding".into()
-        } else {
-            "mean-pooled last hidden state".into()
-        },
         texts: texts.len(),
-        cosine_mean: cos.iter().sum::<f64>() / cos.len().max(1) as f64,
-        cosine_min: cos.iter().copied().fold(f64::INFINITY, f64::min),
-        texts_per_s: (s0, s1),
+        cosine,
+        divergence,
+        texts_per_s,
         quantize_secs,
     };
     Ok((installed, report))

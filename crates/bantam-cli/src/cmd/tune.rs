@@ -271,12 +271,7 @@ pub fn quantize(home: &Path, a: QuantizeArgs) -> Result<()> {
         r.source,
         r.to
     )?;
-    writeln!(
-        out,
-        "
-| | {} | {} |",
-        r.source, r.target
-    )?;
+    writeln!(out, "\n| | {} | {} |", r.source, r.target)?;
     writeln!(out, "|---|---:|---:|")?;
     writeln!(
         out,
@@ -285,21 +280,53 @@ pub fn quantize(home: &Path, a: QuantizeArgs) -> Result<()> {
         mb(r.size_after),
         100.0 * r.size_after as f64 / r.size_before.max(1) as f64
     )?;
+    if let Some((mean, min)) = r.cosine {
+        writeln!(
+            out,
+            "| texts/s ({} texts) | {:.1} | {:.1} |",
+            r.texts, r.texts_per_s.0, r.texts_per_s.1
+        )?;
+        writeln!(
+            out,
+            "| cosine to the source (sentence embedding) | 1 | mean {mean:.5}, min {min:.5} |"
+        )?;
+    }
+    if let Some(d) = r.divergence {
+        writeln!(
+            out,
+            "| perplexity ({} tokens of {} texts) | {:.3} | {:.3} ({:+.2} %) |",
+            d.tokens,
+            r.texts,
+            d.ppl_source,
+            d.ppl_other,
+            100.0 * (d.ppl_other / d.ppl_source - 1.0)
+        )?;
+        writeln!(
+            out,
+            "| mean KL divergence from the source | 0 | {:.5} nats |",
+            d.kl_mean
+        )?;
+        writeln!(
+            out,
+            "| same top token as the source | 100 % | {:.1} % |",
+            100.0 * d.same_top
+        )?;
+    }
+    let next = if r.cosine.is_some() {
+        format!(
+            "a classifier on its features: `bantam tune classify DATA --features {}`",
+            r.target
+        )
+    } else {
+        format!(
+            "`bantam eval DATA --target {} --target {}`",
+            r.source, r.target
+        )
+    };
     writeln!(
         out,
-        "| texts/s ({} texts) | {:.1} | {:.1} |",
-        r.texts, r.texts_per_s.0, r.texts_per_s.1
-    )?;
-    writeln!(
-        out,
-        "| cosine to the source ({}) | 1 | mean {:.5}, min {:.5} |",
-        r.compared, r.cosine_mean, r.cosine_min
-    )?;
-    writeln!(
-        out,
-        "
-quantized in {:.1} s; measure the task before and after with `bantam eval` (e.g. a classifier trained on each: `bantam tune classify DATA --features {}`)",
-        r.quantize_secs, r.target
+        "\nquantized in {:.1} s; measure your task before and after: {next}",
+        r.quantize_secs
     )?;
     Ok(())
 }
