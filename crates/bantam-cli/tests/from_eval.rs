@@ -4,24 +4,7 @@
 
 mod common;
 
-use std::path::PathBuf;
-
-use common::bantam;
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures")
-        .join(name)
-}
-
-fn run(args: &[&str]) -> (bool, String, String) {
-    let out = bantam().args(args).output().expect("run bantam");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::{fixture, run};
 
 #[test]
 fn an_eval_run_trains_a_router_where_the_small_model_falls_short() {

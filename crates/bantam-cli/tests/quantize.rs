@@ -4,24 +4,7 @@
 
 mod common;
 
-use common::bantam;
-
-fn run(args: &[&str]) -> (bool, String, String) {
-    let out = bantam().args(args).output().expect("run bantam");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-struct Installed(String);
-
-impl Drop for Installed {
-    fn drop(&mut self) {
-        let _ = bantam().args(["rm", &self.0]).output();
-    }
-}
+use common::{run, Installed};
 
 #[test]
 fn an_encoder_is_quantized_installed_with_lineage_and_measured() {

@@ -5,16 +5,8 @@
 
 mod common;
 
-use std::path::PathBuf;
-
-use common::{bantam, Server};
+use common::{fixture, run, Installed, Server};
 use serde_json::{json, Value};
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures")
-        .join(name)
-}
 
 fn rows(name: &str) -> Vec<Value> {
     std::fs::read_to_string(fixture(name))
@@ -22,24 +14,6 @@ fn rows(name: &str) -> Vec<Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
-}
-
-/// Removes the model from the shared test store however the test ends.
-struct Installed(String);
-
-impl Drop for Installed {
-    fn drop(&mut self) {
-        let _ = bantam().args(["rm", &self.0]).output();
-    }
-}
-
-fn run(args: &[&str]) -> (bool, String, String) {
-    let out = bantam().args(args).output().expect("run bantam");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[test]

@@ -53,13 +53,16 @@ pub fn featuriser(
     if name == hashed::NAME {
         return Ok(Arc::new(HashedNgrams));
     }
-    if let Some((pooling, model)) = hidden_state_features(name) {
-        let m = store
+    let installed = |model: &str| {
+        store
             .get(model)
             .map_err(|source| FeaturiserError::NotInstalled {
                 model: model.to_string(),
                 source,
-            })?;
+            })
+    };
+    if let Some((pooling, model)) = hidden_state_features(name) {
+        let m = installed(model)?;
         let e = Embedder::load_pooled(&store.blob_path(&m), threads, pooling)?;
         return Ok(Arc::new(Contextual(e)));
     }
@@ -67,12 +70,7 @@ pub fn featuriser(
         Some(m) => (m, true),
         None => (name, false),
     };
-    let m = store
-        .get(model)
-        .map_err(|source| FeaturiserError::NotInstalled {
-            model: model.to_string(),
-            source,
-        })?;
+    let m = installed(model)?;
     let blob = store.blob_path(&m);
     if !distilled {
         return Ok(Arc::new(Contextual(Embedder::load(&blob, threads)?)));

@@ -229,3 +229,29 @@ pub fn python(script: &str, args: &[&str], env: &[(&str, String)]) -> (bool, Str
     );
     (out.status.success(), log)
 }
+
+/// `bantam ARGS` on the test store: success, stdout, stderr.
+pub fn run(args: &[&str]) -> (bool, String, String) {
+    let out = bantam().args(args).output().expect("run bantam");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `tests/fixtures/NAME` at the workspace root.
+pub fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(name)
+}
+
+/// Removes a model from the shared test store however the test ends.
+pub struct Installed(pub String);
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        let _ = bantam().args(["rm", &self.0]).output();
+    }
+}
