@@ -66,6 +66,7 @@ impl Probe {
                 kv_unified: false,
                 embeddings: false,
                 pooling: Pooling::None,
+                adapter: None,
             },
         )
         .map_err(|e| err(e.to_string()))?;

@@ -156,6 +156,7 @@ impl Embedder {
             kv_unified: true,
             embeddings: true,
             pooling,
+            adapter: None,
         };
         let mut ctx = Context::new(model.clone(), &params).map_err(|e| load_err(e.to_string()))?;
         if forced.is_none() {

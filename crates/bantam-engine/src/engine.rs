@@ -7,13 +7,14 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bantam_llama::{Context, ContextParams, Model, ModelParams};
+use bantam_llama::{Context, ContextParams, LoraAdapter, Model, ModelParams};
 use bantam_structured::Constrainer;
 use bantam_types::generate::{GenerateEvent, GenerateRequest, Prompt, ToolSpec};
 use serde::Serialize;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::config::{physical_cores, EngineConfig};
+use crate::pool::ResolvedModel;
 use crate::scheduler::{Command, Job, SchedConfig, Scheduler};
 use crate::score::{ScoreJob, ScoreMode, ScoreOutput};
 use crate::template::{family_template, ChatTemplate, TemplateMessage, TemplateSource};
@@ -48,6 +49,8 @@ pub struct ModelInfo {
     pub template: Option<TemplateSource>,
     /// Seconds to load weights and create the context.
     pub load_secs: f64,
+    /// Served with a LoRA adapter over the weights (`path` is the base's file).
+    pub adapter: bool,
 }
 
 /// A stream of events for one request. Dropping it cancels the request.
@@ -100,28 +103,78 @@ impl Engine {
         stored_template: Option<&str>,
     ) -> Result<Self, EngineError> {
         let started = Instant::now();
+        let model = Arc::new(Self::load_weights(name, path, cfg)?);
+        Self::start(name, model, path, cfg, stored_template, None, started)
+    }
+
+    /// Load a resolved model: its weights (or `shared`, the same file already
+    /// loaded for another engine) and, for an adapter, the adapter on top.
+    pub fn load_resolved(
+        r: &ResolvedModel,
+        shared: Option<Arc<Model>>,
+    ) -> Result<Self, EngineError> {
+        let started = Instant::now();
+        let model = match shared {
+            Some(m) => m,
+            None => Arc::new(Self::load_weights(&r.name, &r.path, &r.config)?),
+        };
+        let adapter = match &r.adapter {
+            Some(p) => Some(Arc::new(LoraAdapter::load(&model, p).map_err(|e| {
+                EngineError::Load {
+                    model: r.name.clone(),
+                    reason: format!(
+                        "llama.cpp rejected the LoRA adapter ({e}): it does not fit its base model"
+                    ),
+                }
+            })?)),
+            None => None,
+        };
+        Self::start(
+            &r.name,
+            model,
+            &r.path,
+            &r.config,
+            r.template.as_deref(),
+            adapter,
+            started,
+        )
+    }
+
+    /// The weights of a GGUF file, as an engine loads them.
+    pub fn load_weights(name: &str, path: &Path, cfg: &EngineConfig) -> Result<Model, EngineError> {
+        Model::load(
+            bantam_llama::runtime(),
+            path,
+            &ModelParams {
+                use_mmap: cfg.mmap,
+                ..ModelParams::default()
+            },
+        )
+        .map_err(|e| match e {
+            // The file itself: not something this server can ever load.
+            bantam_llama::LoadError::Rejected(_) | bantam_llama::LoadError::BadPath(_) => {
+                EngineError::BadModelFile(name.to_string())
+            }
+            other => EngineError::Load {
+                model: name.to_string(),
+                reason: other.to_string(),
+            },
+        })
+    }
+
+    fn start(
+        name: &str,
+        model: Arc<Model>,
+        path: &Path,
+        cfg: &EngineConfig,
+        stored_template: Option<&str>,
+        adapter: Option<Arc<LoraAdapter>>,
+        started: Instant,
+    ) -> Result<Self, EngineError> {
         let load_err = |reason: String| EngineError::Load {
             model: name.to_string(),
             reason,
         };
-        let rt = bantam_llama::runtime();
-        let model = Arc::new(
-            Model::load(
-                rt,
-                path,
-                &ModelParams {
-                    use_mmap: cfg.mmap,
-                    ..ModelParams::default()
-                },
-            )
-            .map_err(|e| match e {
-                // The file itself: not something this server can ever load.
-                bantam_llama::LoadError::Rejected(_) | bantam_llama::LoadError::BadPath(_) => {
-                    EngineError::BadModelFile(name.to_string())
-                }
-                other => load_err(other.to_string()),
-            })?,
-        );
         let template = resolve_template(&model, stored_template)?;
         let n_ctx_train = model.n_ctx_train().max(1);
         let ctx_per_seq = if cfg.ctx_size > 0 {
@@ -147,6 +200,7 @@ impl Engine {
             kv_unified: cfg.kv_unified,
             embeddings: false,
             pooling: bantam_llama::Pooling::None,
+            adapter: adapter.clone(),
         };
         let inflight = Arc::new(AtomicUsize::new(0));
         let (tx, rx) = mpsc::channel::<Command>();
@@ -207,6 +261,7 @@ impl Engine {
             n_vocab: model.n_vocab(),
             template: template.as_ref().map(ChatTemplate::origin),
             load_secs: started.elapsed().as_secs_f64(),
+            adapter: adapter.is_some(),
         };
         tracing::info!(
             model = name,
@@ -537,7 +592,7 @@ fn build_constrainer(model: &Model) -> Result<Constrainer, String> {
     Constrainer::new(&words, &eog).map_err(|e| e.to_string())
 }
 
-fn resolve_template(
+pub(crate) fn resolve_template(
     model: &Model,
     stored: Option<&str>,
 ) -> Result<Option<ChatTemplate>, EngineError> {

@@ -17,6 +17,7 @@
 //! Concurrency: the engine thread owns the llama.cpp context exclusively; everything
 //! else talks to it over channels. The shared [`bantam_llama::Model`] is read-only.
 
+pub mod chat_tokens;
 pub mod compare;
 pub mod config;
 pub mod detok;
@@ -32,6 +33,7 @@ pub mod stop;
 pub mod template;
 
 pub use bantam_llama::Pooling;
+pub use chat_tokens::ChatTokenizer;
 pub use config::{EngineConfig, EngineOverrides, PoolConfig, PoolOverrides};
 pub use embed::{Embedder, Embeddings};
 pub use engine::{Engine, EventStream, ModelInfo};

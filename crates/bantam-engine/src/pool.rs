@@ -8,7 +8,9 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
+
+use bantam_llama::Model;
 
 use tokio::sync::OnceCell;
 
@@ -26,6 +28,9 @@ pub struct ResolvedModel {
     pub template: Option<String>,
     /// Engine settings for this model (defaults merged with its stored options).
     pub config: EngineConfig,
+    /// A LoRA adapter applied over `path` (the base model's file): the model is
+    /// an adapter from `bantam tune lora`.
+    pub adapter: Option<PathBuf>,
 }
 
 /// Turns model names into files (implemented over the model store).
@@ -41,6 +46,8 @@ pub struct ModelPool {
     resolver: Arc<dyn ModelResolver>,
     cfg: PoolConfig,
     engines: Mutex<HashMap<String, Cell>>,
+    /// Loaded weights by file, shared by the engines of a base and its adapters.
+    weights: Mutex<HashMap<PathBuf, Weak<Model>>>,
 }
 
 impl std::fmt::Debug for ModelPool {
@@ -56,6 +63,7 @@ impl ModelPool {
             resolver,
             cfg,
             engines: Mutex::new(HashMap::new()),
+            weights: Mutex::new(HashMap::new()),
         }
     }
 
@@ -69,14 +77,23 @@ impl ModelPool {
         let engine = cell
             .get_or_try_init(|| async {
                 let r = resolved.clone();
-                let engine = tokio::task::spawn_blocking(move || {
-                    Engine::load(&r.name, &r.path, &r.config, r.template.as_deref())
-                })
-                .await
-                .map_err(|e| EngineError::Load {
-                    model: resolved.name.clone(),
-                    reason: e.to_string(),
-                })??;
+                // A base and its adapters share one copy of the weights.
+                let shared = self
+                    .weights
+                    .lock()
+                    .expect("pool lock")
+                    .get(&r.path)
+                    .and_then(Weak::upgrade);
+                let engine = tokio::task::spawn_blocking(move || Engine::load_resolved(&r, shared))
+                    .await
+                    .map_err(|e| EngineError::Load {
+                        model: resolved.name.clone(),
+                        reason: e.to_string(),
+                    })??;
+                let mut weights = self.weights.lock().expect("pool lock");
+                weights.retain(|_, w| w.strong_count() > 0);
+                weights.insert(resolved.path.clone(), Arc::downgrade(engine.model()));
+                drop(weights);
                 Ok::<_, EngineError>(Arc::new(engine))
             })
             .await?

@@ -3,6 +3,7 @@
 use std::ptr::NonNull;
 use std::sync::Arc;
 
+use crate::adapter::LoraAdapter;
 use crate::batch::Batch;
 use crate::model::Model;
 
@@ -70,6 +71,8 @@ pub struct ContextParams {
     pub embeddings: bool,
     /// Pooling of embeddings per sequence.
     pub pooling: Pooling,
+    /// A LoRA adapter applied to everything this context computes.
+    pub adapter: Option<Arc<LoraAdapter>>,
 }
 
 impl Default for ContextParams {
@@ -85,6 +88,7 @@ impl Default for ContextParams {
             kv_unified: true,
             embeddings: false,
             pooling: Pooling::ModelDefault,
+            adapter: None,
         }
     }
 }
@@ -101,6 +105,9 @@ pub enum ContextError {
         /// Requested sequences.
         n_seq_max: u32,
     },
+    /// The LoRA adapter could not be applied.
+    #[error("applying the LoRA adapter: {0}")]
+    Adapter(String),
 }
 
 /// Errors from `decode`.
@@ -136,6 +143,8 @@ pub struct Context {
     ptr: NonNull<llama_cpp_sys_2::llama_context>,
     model: Arc<Model>,
     n_vocab: usize,
+    /// Kept alive while the context may use it (dropped after `llama_free`).
+    _adapter: Option<Arc<LoraAdapter>>,
 }
 
 // SAFETY: a llama_context is not tied to the thread that created it; all access goes
@@ -178,11 +187,37 @@ impl Context {
             n_seq_max: params.n_seq_max,
         })?;
         let n_vocab = model.n_vocab();
-        Ok(Self {
+        let ctx = Self {
             ptr,
             model,
             n_vocab,
-        })
+            _adapter: params.adapter.clone(),
+        };
+        if let Some(a) = &params.adapter {
+            if !Arc::ptr_eq(a.model(), &ctx.model) {
+                return Err(ContextError::Adapter(
+                    "the adapter was loaded for another model".into(),
+                ));
+            }
+            let mut adapters = [a.as_ptr()];
+            let mut scales = [a.scale];
+            // SAFETY: the context and adapter pointers are valid; the arrays hold
+            // one element each, as the count says; llama.cpp copies them.
+            let rc = unsafe {
+                llama_cpp_sys_2::llama_set_adapters_lora(
+                    ctx.ptr.as_ptr(),
+                    adapters.as_mut_ptr(),
+                    1,
+                    scales.as_mut_ptr(),
+                )
+            };
+            if rc != 0 {
+                return Err(ContextError::Adapter(format!(
+                    "llama_set_adapters_lora returned {rc}"
+                )));
+            }
+        }
+        Ok(ctx)
     }
 
     /// The model this context runs.

@@ -16,12 +16,14 @@
 //! CPU supports, so one binary runs on any x86-64 machine and still uses AVX-512 where
 //! it exists.
 
+mod adapter;
 mod batch;
 mod context;
 mod model;
 mod quantize;
 mod runtime;
 
+pub use adapter::LoraAdapter;
 pub use batch::{Batch, BatchError};
 pub use context::{Context, ContextError, ContextParams, DecodeError, FlashAttention, Pooling};
 pub use model::{LoadError, Model, ModelParams, Token};

@@ -71,6 +71,44 @@ impl StoreResolver {
     }
 }
 
+impl StoreResolver {
+    /// An adapter is served by its base model's file, template and settings,
+    /// with the adapter on top. The base must be the one it was trained on.
+    fn resolve_adapter(&self, m: &Manifest) -> Result<ResolvedModel, EngineError> {
+        let load_err = |reason: String| EngineError::Load {
+            model: m.name.clone(),
+            reason,
+        };
+        let base_name = m
+            .lineage
+            .base_model
+            .as_deref()
+            .ok_or_else(|| load_err("the adapter's manifest names no base model".into()))?;
+        let base = self.store.get(base_name).map_err(|e| {
+            load_err(format!(
+                "its base model {base_name} is not in the store ({e}); `bantam pull {base_name}` or import it"
+            ))
+        })?;
+        if let Some(want) = &m.lineage.parent_digest {
+            if *want != base.digest {
+                return Err(load_err(format!(
+                    "it was trained on {base_name} {}, but the store's {base_name} is now {}; \
+                     restore that version or train the adapter again",
+                    &want[..want.len().min(19)],
+                    &base.digest[..base.digest.len().min(19)]
+                )));
+            }
+        }
+        Ok(ResolvedModel {
+            name: m.name.clone(),
+            path: self.store.blob_path(&base),
+            template: base.template.clone(),
+            config: self.engine_config(&base)?,
+            adapter: Some(self.store.blob_path(m)),
+        })
+    }
+}
+
 impl ModelResolver for StoreResolver {
     fn resolve(&self, name: &str) -> Result<ResolvedModel, EngineError> {
         let p = Path::new(name);
@@ -83,6 +121,7 @@ impl ModelResolver for StoreResolver {
                 path: p.to_path_buf(),
                 template: None,
                 config,
+                adapter: None,
             });
         }
         let m = self.store.get(name).map_err(|e| match e {
@@ -94,11 +133,15 @@ impl ModelResolver for StoreResolver {
                 reason: other.to_string(),
             },
         })?;
+        if m.is_adapter() {
+            return self.resolve_adapter(&m);
+        }
         Ok(ResolvedModel {
             name: m.name.clone(),
             path: self.store.blob_path(&m),
             template: m.template.clone(),
             config: self.engine_config(&m)?,
+            adapter: None,
         })
     }
 }

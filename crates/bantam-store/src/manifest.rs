@@ -110,9 +110,23 @@ pub struct Manifest {
     /// Digests this name pointed at before (newest last).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub previous: Vec<String>,
+    /// `adapter` for a LoRA adapter (`general.type = adapter` in the GGUF),
+    /// which is served on top of its base (`lineage.base_model`); absent for
+    /// ordinary models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// How a tuned model was trained (`bantam tune lora`): hyperparameters,
+    /// data set, the loss curve.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training: Option<serde_json::Value>,
 }
 
 impl Manifest {
+    /// Is this a LoRA adapter (served on top of its base model)?
+    pub fn is_adapter(&self) -> bool {
+        self.kind.as_deref() == Some("adapter")
+    }
+
     /// The hex part of the digest.
     pub fn hex(&self) -> &str {
         self.digest.strip_prefix("sha256:").unwrap_or(&self.digest)

@@ -407,6 +407,8 @@ impl Store {
             template: meta.template,
             options: old_options,
             previous,
+            kind: (info.get_str("general.type") == Some("adapter")).then(|| "adapter".to_string()),
+            training: None,
         };
         self.write_manifest(&manifest)?;
         Ok(manifest)

@@ -43,9 +43,12 @@ pub enum TuneError {
         /// What went wrong.
         reason: String,
     },
-    /// Writing or installing the head failed.
-    #[error("installing the classifier: {0}")]
+    /// Writing or installing the result failed.
+    #[error("installing the result: {0}")]
     Install(String),
+    /// Training failed.
+    #[error("training: {0}")]
+    Train(String),
 }
 
 /// Settings.

@@ -145,12 +145,9 @@ pub fn measure(
             cfg.threads = t;
         }
         cfg.ctx_size = (plan.prompt_tokens as u32 + plan.gen_tokens + 16).max(256);
-        engines.push(Engine::load(
-            &resolved.name,
-            &resolved.path,
-            &cfg,
-            resolved.template.as_deref(),
-        )?);
+        let mut r = resolved.clone();
+        r.config = cfg;
+        engines.push(Engine::load_resolved(&r, None)?);
     }
     let mut toks = Tokens {
         x: 0x9e37_79b9_7f4a_7c15,

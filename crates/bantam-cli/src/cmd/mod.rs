@@ -9,6 +9,7 @@ pub mod run;
 pub mod serve;
 pub mod store;
 pub mod tune;
+pub mod tune_lora;
 pub mod usage;
 
 use std::path::Path;
@@ -88,12 +89,7 @@ pub fn load_engine(
     };
     let resolver = StoreResolver::new(store, EngineConfig::default(), overrides);
     let resolved = resolver.resolve(model).map_err(anyhow::Error::from)?;
-    Ok(Engine::load(
-        &resolved.name,
-        &resolved.path,
-        &resolved.config,
-        resolved.template.as_deref(),
-    )?)
+    Ok(Engine::load_resolved(&resolved, None)?)
 }
 
 /// A validation error about a request parameter, as the flag to fix (`--top-p`).

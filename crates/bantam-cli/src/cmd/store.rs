@@ -303,6 +303,12 @@ pub fn show(home: &Path, a: ShowArgs) -> Result<()> {
                 h.meta.temperature
             );
         }
+        None if m.is_adapter() => {
+            println!(
+                "  kind            LoRA adapter: served by its base model with the adapter applied"
+            );
+            println!("  chat template   the base model's");
+        }
         None => println!("  chat template   {template}"),
     }
     println!("  lineage");
@@ -322,6 +328,12 @@ pub fn show(home: &Path, a: ShowArgs) -> Result<()> {
         "    training data {}",
         m.lineage.training_data_hash.as_deref().unwrap_or("-")
     );
+    if let Some(d) = &m.lineage.parent_digest {
+        println!("    base digest   {d}");
+    }
+    if let Some(t) = &m.training {
+        print_training(t);
+    }
     if !m.options.is_empty() {
         println!("  options");
         for (k, v) in &m.options {
@@ -462,4 +474,65 @@ fn check_installed(store: &bantam_store::Store, m: &bantam_store::Manifest) -> R
         )?;
     }
     Ok(())
+}
+
+/// The training record of a tuned model (`bantam tune lora`).
+fn print_training(t: &serde_json::Value) {
+    let o = &t["options"];
+    let d = &t["data"];
+    println!("  training");
+    println!(
+        "    method        {} rank {} alpha {} on {}",
+        t["method"].as_str().unwrap_or("?"),
+        o["rank"],
+        o["alpha"],
+        o["targets"]
+            .as_array()
+            .map(|a| a
+                .iter()
+                .filter_map(|x| x.as_str())
+                .collect::<Vec<_>>()
+                .join(","))
+            .unwrap_or_default()
+    );
+    println!(
+        "    schedule      lr {} × {} epochs, {} tokens per step, seed {}, {} steps in {} s",
+        o["lr"], o["epochs"], o["batch_tokens"], o["seed"], t["steps"], t["seconds"]
+    );
+    println!(
+        "    data          {} ({} rows as {}; {} train / {} validation examples, {} tokens), sha256 {}",
+        d["path"].as_str().unwrap_or("?"),
+        d["rows"],
+        d["format"].as_str().unwrap_or("?"),
+        d["train_examples"],
+        d["val_examples"],
+        d["train_tokens"],
+        d["sha256"].as_str().map(|s| &s[..s.len().min(12)]).unwrap_or("?")
+    );
+    if let Some(l) = t["labels"].as_array() {
+        let names: Vec<&str> = l.iter().filter_map(|x| x.as_str()).collect();
+        println!(
+            "    labels        {} (give these to /v1/classify): {}",
+            names.len(),
+            names.join(", ")
+        );
+    }
+    let fmt = |v: &serde_json::Value| v.as_f64().map_or("-".to_string(), |x| format!("{x:.4}"));
+    if !t["initial_val_loss"].is_null() {
+        println!(
+            "    loss          before training: validation {}",
+            fmt(&t["initial_val_loss"])
+        );
+    }
+    for e in t["curve"].as_array().into_iter().flatten() {
+        println!(
+            "    epoch {:<7} train {}  validation {}",
+            e["epoch"],
+            fmt(&e["train_loss"]),
+            fmt(&e["val_loss"])
+        );
+    }
+    if let Some(ev) = t.get("eval") {
+        println!("    eval          {ev}");
+    }
 }

@@ -17,6 +17,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 pub enum TuneCmd {
     /// Train a classifier model on labelled texts (JSONL or CSV) and install it.
     Classify(ClassifyArgs),
+    /// Train a LoRA adapter over a store model on conversations, input/output
+    /// pairs or labelled texts, and install it as a model served by name.
+    Lora(super::tune_lora::LoraArgs),
 }
 
 #[derive(Debug, Args)]
@@ -67,6 +70,7 @@ pub struct ClassifyArgs {
 pub fn tune(home: &Path, cmd: TuneCmd) -> Result<()> {
     match cmd {
         TuneCmd::Classify(a) => classify(home, a),
+        TuneCmd::Lora(a) => super::tune_lora::lora(home, a),
     }
 }
 

@@ -44,12 +44,8 @@ pub(super) fn hardware_check(
     // Every request computes its whole prompt, so repeats measure the same work.
     cfg.prefix_cache = false;
     let _ = std::fs::write("/proc/self/clear_refs", "5");
-    let engine = Engine::load(
-        &resolved.name,
-        &resolved.path,
-        &cfg,
-        resolved.template.as_deref(),
-    )?;
+    resolved.config = cfg.clone();
+    let engine = Engine::load_resolved(&resolved, None)?;
     let timings = rt.block_on(hardware::serve_prompts(
         &engine,
         &hardware::PROMPTS,
