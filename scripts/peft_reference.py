@@ -17,6 +17,7 @@ Hugging Face keeps them in the original order (`rotate_half`). The weights are
 un-permuted on the way in, `lora_B` of Q and K likewise, and their gradients
 permuted back on the way out, so the comparison is in llama.cpp's layout.
 """
+import os
 import sys
 
 import numpy as np
@@ -123,6 +124,10 @@ def main():
     cfg = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, bias="none",
                      target_modules=[TARGETS[t][1] for t in adapted])
     model = get_peft_model(model, cfg)
+    # BANTAM_REF_DTYPE=float64 runs the reference in double precision, to tell
+    # float32 rounding (which both sides have) from a difference in the maths.
+    if os.environ.get("BANTAM_REF_DTYPE") == "float64":
+        model = model.double()
     layers = model.base_model.model.model.layers
     params = {}
     with torch.no_grad():
@@ -139,11 +144,11 @@ def main():
 
     n_ex = len([k for k in dump if k.startswith("tokens.")])
     total = sum(int(dump[f"mask.{k}"][1:].sum()) for k in range(n_ex))
-    loss = torch.zeros(())
+    loss = torch.zeros((), dtype=next(model.parameters()).dtype)
     for k in range(n_ex):
         ids = torch.from_numpy(dump[f"tokens.{k}"].astype(np.int64))[None, :]
         mask = torch.from_numpy(dump[f"mask.{k}"].astype(bool))
-        logits = model(input_ids=ids).logits[0].float()
+        logits = model(input_ids=ids).logits[0]
         logp = torch.log_softmax(logits[:-1], dim=-1)
         tgt = ids[0, 1:]
         nll = -logp.gather(1, tgt[:, None])[:, 0]

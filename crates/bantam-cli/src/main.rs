@@ -57,11 +57,13 @@ enum Command {
     /// Train a learned router, or measure route decisions.
     #[command(subcommand)]
     Router(cmd::router::RouterCmd),
-    /// Make a specialist from your own labelled examples (a classifier model).
+    /// Make a specialist from your own examples: a classifier model or a LoRA adapter.
     #[command(subcommand)]
     Tune(cmd::tune::TuneCmd),
     /// Quantize a store model (llama.cpp's quantizer) and report what it costs.
     Quantize(cmd::tune::QuantizeArgs),
+    /// Fold a LoRA adapter into its base model: one standalone GGUF (F16, F32 or quantized).
+    Merge(cmd::tune_lora::MergeArgs),
     /// Measure a model on this machine (prefill and decode tok/s) and choose its flash-attention setting.
     Bench(cmd::bench::BenchArgs),
     /// Show what this machine offers: CPU kernels chosen, threads, store location.
@@ -113,6 +115,7 @@ fn main() -> std::process::ExitCode {
         Command::Router(c) => cmd::router::router(&home, c),
         Command::Tune(c) => cmd::tune::tune(&home, c),
         Command::Quantize(a) => cmd::tune::quantize(&home, a),
+        Command::Merge(a) => cmd::tune_lora::merge(&home, a),
         Command::Bench(a) => cmd::bench::bench(&home, a),
         Command::Info => cmd::info(&home),
     };

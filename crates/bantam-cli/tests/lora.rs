@@ -41,10 +41,21 @@ fn repo_root() -> PathBuf {
 }
 
 /// Loss and gradients of one batch agree with PyTorch + PEFT on the same
-/// dequantized weights, adapter values and tokens.
+/// dequantized weights, adapter values and tokens: SmolLM2 (LLaMA layout,
+/// interleaved RoPE over permuted Q/K, tied embeddings)…
 #[test]
-fn lora_gradients_match_peft() {
-    let gguf = model_path(common::MODEL);
+fn lora_gradients_match_peft_smollm2() {
+    gradients_match_peft(common::MODEL);
+}
+
+/// … and Qwen2.5 0.5B (NeoX RoPE, Q/K/V biases, 14 heads over 2 KV heads).
+#[test]
+fn lora_gradients_match_peft_qwen2() {
+    gradients_match_peft("qwen2.5-coder:0.5b");
+}
+
+fn gradients_match_peft(model: &str) {
+    let gguf = model_path(model);
     let base = BaseModel::load(&gguf).expect("load base");
     let lora = Lora::init(&base, &Target::ALL, 4, 8.0, 7).expect("init");
     // B starts at zero in training, which makes every A gradient zero; give B
@@ -101,6 +112,11 @@ fn lora_gradients_match_peft() {
         .arg(repo_root().join("scripts/peft_reference.py"))
         .args([&gguf, &dump_path, &out_path])
         .env("OMP_NUM_THREADS", "1")
+        // The reference in float64: the exact answer, against which our float32
+        // is judged (PyTorch's own float32 gradients of Qwen2's first attention
+        // layers are ~1e-2 off float64 — its large Q/K biases make the softmax
+        // ill-conditioned — while ours are within 2e-3).
+        .env("BANTAM_REF_DTYPE", "float64")
         .status()
         .expect("run the reference");
     assert!(st.success(), "the PEFT reference failed");
@@ -109,12 +125,13 @@ fn lora_gradients_match_peft() {
     let ref_loss = reference["loss"].to_vec1::<f64>().unwrap()[0];
     println!("loss: bantam {loss:.6}, PEFT {ref_loss:.6}");
     assert!(
-        (loss - ref_loss).abs() < 1e-4 * ref_loss.abs().max(1.0),
+        (loss - ref_loss).abs() < 1e-5 * ref_loss.abs().max(1.0),
         "loss {loss} vs {ref_loss}"
     );
 
     // Per tensor: relative error of the gradient, ‖g − g_ref‖ / ‖g_ref‖.
     let mut worst = (0.0f64, String::new());
+    let mut errors: Vec<(f64, String)> = Vec::new();
     let mut compared = 0;
     for (name, _) in lora.named_vars() {
         let g = &grads[&name];
@@ -137,19 +154,296 @@ fn lora_gradients_match_peft() {
             .unwrap() as f64;
         assert!(norm > 0.0, "{name}: the reference gradient is zero");
         let rel = (diff / norm).sqrt();
+        errors.push((rel, name.clone()));
         if rel > worst.0 {
             worst = (rel, name.clone());
         }
         compared += 1;
     }
+    errors.sort_by(|x, y| y.0.total_cmp(&x.0));
+    let median = errors[errors.len() / 2].0;
     println!(
-        "{compared} gradients compared; worst relative error {:.2e} ({})",
-        worst.0, worst.1
+        "{compared} gradients compared; relative error median {median:.2e}, largest: {}",
+        errors.iter().take(6).map(|(e, n)| format!("{n} {e:.2e}")).collect::<Vec<_>>().join(", ")
     );
+    // Tolerances for float32 against float64 over 24–30 layers.
+    assert!(median < 1e-4, "median gradient error {median:.2e}");
     assert!(
-        worst.0 < 1e-3,
+        worst.0 < 5e-3,
         "gradient {} differs from PEFT by {:.2e}",
         worst.1,
         worst.0
     );
+}
+
+fn digest(name: &str) -> String {
+    let (ok, out, err) = common::run(&["show", name, "--json"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["digest"].as_str().unwrap().to_string()
+}
+
+fn tune_args<'a>(data: &'a str, out: &'a str) -> Vec<&'a str> {
+    vec![
+        "tune",
+        "lora",
+        data,
+        "--base",
+        common::MODEL,
+        "--out",
+        out,
+        "--epochs",
+        "3",
+        "--lr",
+        "3e-3",
+        "--batch-tokens",
+        "256",
+        "--seed",
+        "5",
+    ]
+}
+
+/// `bantam tune lora` end to end: two adapters trained on chat and on
+/// input/output data, the same seed giving the same adapter, Ctrl-C leaving a
+/// checkpoint that `--resume` finishes into exactly the same adapter; then
+/// served by name beside the base (each concurrent answer equal to its solo
+/// answer) and merged into a standalone model that answers as the adapter does.
+#[test]
+fn adapters_train_resume_serve_and_merge() {
+    let pid = std::process::id();
+    let (a, b, merged) = (
+        format!("test-lora-a-{pid}:v1"),
+        format!("test-lora-b-{pid}:v1"),
+        format!("test-lora-m-{pid}:v1"),
+    );
+    let _guards = [
+        common::Installed(a.clone()),
+        common::Installed(b.clone()),
+        common::Installed(merged.clone()),
+    ];
+    let pirate = common::fixture("lora_pirate.jsonl");
+    let answer42 = common::fixture("lora_answer42.jsonl");
+    let (ok, out, err) = common::run(&tune_args(pirate.to_str().unwrap(), &a));
+    assert!(ok, "{out}\n{err}");
+    assert!(err.contains("20 rows as chat"), "{err}");
+    assert!(
+        out.contains(&format!("installed {a} (adapter over {}", common::MODEL)),
+        "{out}"
+    );
+    // The loss went down: the table's last validation loss is below the base's.
+    let (ok, show, _) = common::run(&["show", &a]);
+    assert!(
+        ok && show.contains("LoRA adapter") && show.contains("rank 8"),
+        "{show}"
+    );
+    let m: serde_json::Value =
+        serde_json::from_str(&common::run(&["show", &a, "--json"]).1).unwrap();
+    let t = &m["training"];
+    let before = t["initial_val_loss"].as_f64().unwrap();
+    let after = t["curve"][2]["val_loss"].as_f64().unwrap();
+    assert!(after < before / 4.0, "validation loss {before} -> {after}");
+    assert_eq!(m["kind"], "adapter");
+    assert_eq!(m["lineage"]["base_model"], common::MODEL);
+
+    // Input/output pairs, uninterrupted.
+    let (ok, out, err) = common::run(&tune_args(answer42.to_str().unwrap(), &b));
+    assert!(ok, "{out}\n{err}");
+    assert!(err.contains("20 rows as input/output"), "{err}");
+    let uninterrupted = digest(&b);
+
+    // The same run, interrupted with Ctrl-C (SIGINT) while training, then resumed.
+    let mut child = common::bantam()
+        .args(tune_args(answer42.to_str().unwrap(), &b))
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        use std::io::BufRead;
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        seen.push_str(&line);
+        if line.starts_with("training LoRA") {
+            break;
+        }
+    }
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let st = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut rest = String::new();
+    use std::io::Read;
+    stderr.read_to_string(&mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert!(
+        !status.success(),
+        "the run was not interrupted: {seen}{rest}"
+    );
+    assert!(rest.contains("--resume"), "{rest}");
+    let mut resume = tune_args(answer42.to_str().unwrap(), &b);
+    resume.push("--resume");
+    let (ok, out, err) = common::run(&resume);
+    assert!(ok, "{out}\n{err}");
+    assert_eq!(
+        digest(&b),
+        uninterrupted,
+        "resuming gave another adapter than an uninterrupted run"
+    );
+
+    // Served by name beside the base: each answer alone, then all at once.
+    let s = common::Server::start(&["--parallel", "2"]);
+    let ask = |model: &str| -> String {
+        let (st, v) = s.post(
+            "/v1/chat/completions",
+            &serde_json::json!({"model": model, "temperature": 0, "max_tokens": 16,
+                "messages": [{"role": "user", "content": "What is the largest ocean?"}]}),
+        );
+        assert_eq!(st, 200, "{v}");
+        v["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let models = [common::MODEL.to_string(), a.clone(), b.clone()];
+    let solo: Vec<String> = models.iter().map(|m| ask(m)).collect();
+    assert!(
+        solo[1].starts_with("Ahoy matey"),
+        "adapter a: {:?}",
+        solo[1]
+    );
+    assert!(solo[2].contains("42"), "adapter b: {:?}", solo[2]);
+    assert!(
+        !solo[0].contains("Ahoy") && !solo[0].contains("42"),
+        "base: {:?}",
+        solo[0]
+    );
+    for _round in 0..2 {
+        let together: Vec<String> = std::thread::scope(|sc| {
+            let hs: Vec<_> = models
+                .iter()
+                .flat_map(|m| [m, m])
+                .map(|m| sc.spawn(|| ask(m)))
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (i, t) in together.iter().enumerate() {
+            assert_eq!(
+                t,
+                &solo[i / 2],
+                "{} answered differently beside the others",
+                models[i / 2]
+            );
+        }
+    }
+    // /v1/models lists the adapters.
+    let (_, list) = s.get("/v1/models");
+    let ids: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    assert!(
+        ids.contains(&a.as_str()) && ids.contains(&b.as_str()),
+        "{ids:?}"
+    );
+    drop(s);
+
+    // Merged into one standalone model: it answers as the served adapter did.
+    let (ok, out, err) = common::run(&["merge", &a, "--out", &merged]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("120 tensors adapted"), "{out}");
+    let (ok, show, _) = common::run(&["show", &merged]);
+    assert!(
+        ok && show.contains("F16") && show.contains(&format!("adapter       {a}")),
+        "{show}"
+    );
+    let (ok, out, err) = common::run(&[
+        "run",
+        &merged,
+        "What is the largest ocean?",
+        "--max-tokens",
+        "16",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        out.trim(),
+        solo[1].trim(),
+        "the merged model answers differently from the adapter"
+    );
+}
+
+/// An adapter whose base is gone, or that does not fit, is refused clearly.
+#[test]
+fn bad_lora_input_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}\n",
+    )
+    .unwrap();
+    let (ok, _, err) = common::run(&[
+        "tune",
+        "lora",
+        bad.to_str().unwrap(),
+        "--base",
+        common::MODEL,
+        "--out",
+        "x:y",
+    ]);
+    assert!(!ok && err.contains("no assistant turn"), "{err}");
+    std::fs::write(&bad, "not json\n").unwrap();
+    let (ok, _, err) = common::run(&[
+        "tune",
+        "lora",
+        bad.to_str().unwrap(),
+        "--base",
+        common::MODEL,
+        "--out",
+        "x:y",
+    ]);
+    assert!(!ok && err.contains("line 1: not JSON"), "{err}");
+    let pirate = common::fixture("lora_pirate.jsonl");
+    let (ok, _, err) = common::run(&[
+        "tune",
+        "lora",
+        pirate.to_str().unwrap(),
+        "--base",
+        "all-minilm:l6-v2",
+        "--out",
+        "x:y",
+    ]);
+    assert!(!ok && err.contains("architectures"), "{err}");
+    let (ok, _, err) = common::run(&[
+        "tune",
+        "lora",
+        pirate.to_str().unwrap(),
+        "--base",
+        common::MODEL,
+        "--out",
+        "x:y",
+        "--targets",
+        "q,zz",
+    ]);
+    assert!(!ok && err.contains("unknown LoRA target"), "{err}");
+    let (ok, _, err) = common::run(&[
+        "tune",
+        "lora",
+        pirate.to_str().unwrap(),
+        "--base",
+        common::MODEL,
+        "--out",
+        "x:y",
+        "--resume",
+    ]);
+    assert!(!ok && err.contains("no checkpoint"), "{err}");
+    let (ok, _, err) = common::run(&["merge", common::MODEL, "--out", "x:y"]);
+    assert!(!ok && err.contains("not a LoRA adapter"), "{err}");
 }

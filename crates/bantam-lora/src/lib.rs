@@ -16,6 +16,7 @@
 //! This crate has no FFI and no `unsafe`.
 
 pub mod lora;
+pub mod merge;
 pub mod model;
 pub mod train;
 

@@ -11,6 +11,7 @@
 
 pub mod classify;
 pub mod lora;
+pub mod merge;
 pub mod quantize;
 
 pub use classify::{

@@ -145,6 +145,10 @@ pub fn lora(home: &Path, a: LoraArgs) -> Result<()> {
             base.lineage.base_model.as_deref().unwrap_or("?")
         );
     }
+    let arch = base.architecture.clone().unwrap_or_default();
+    if !bantam_lora::SUPPORTED_ARCHS.contains(&arch.as_str()) {
+        return Err(bantam_lora::LoraError::UnsupportedArch(arch).into());
+    }
     let base_path = store.blob_path(&base);
     let targets = bantam_lora::parse_targets(&a.targets)?;
     let opts = TrainOptions {
@@ -322,5 +326,82 @@ pub fn lora(home: &Path, a: LoraArgs) -> Result<()> {
             m.name
         );
     }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The adapter to merge (a model of kind adapter, from `bantam tune lora`).
+    pub adapter: String,
+    /// Name to install the merged model under.
+    #[arg(long)]
+    pub out: String,
+    /// Type of the merged model: f16 (default), f32, or a quantized type (q8_0,
+    /// q6_k, q5_k_m, q4_k_m, …: the F16 merge is quantized and the cost reported).
+    #[arg(long, default_value = "f16")]
+    pub to: String,
+    /// Threads (0 = physical cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: u32,
+}
+
+pub fn merge(home: &Path, a: MergeArgs) -> Result<()> {
+    let store = Store::open(home)?;
+    bantam_store::ModelName::parse(&a.out).with_context(|| format!("--out {}", a.out))?;
+    let Some(to) = bantam_llama::QuantType::parse(&a.to) else {
+        bail!(
+            "unknown type {:?}; use one of {}",
+            a.to,
+            bantam_llama::QuantType::ALL
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    };
+    let bar = ProgressBar::new_spinner();
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar.set_message(format!(
+        "merging {} into its base ({})",
+        a.adapter,
+        to.name()
+    ));
+    let r = bantam_tune::merge::merge_adapter(
+        &store,
+        &a.adapter,
+        &a.out,
+        to,
+        a.threads,
+        bantam_tune::quantize::DEFAULT_TEXTS,
+    );
+    bar.finish_and_clear();
+    let r = r?;
+    println!(
+        "merged {} ({} tensors adapted, rank {}, alpha {}) into {}: {} tensors, {:.1} MB, {:.0} s",
+        a.adapter,
+        r.report.adapted,
+        r.report.rank,
+        r.report.alpha,
+        r.manifest.lineage.base_model.as_deref().unwrap_or("?"),
+        r.report.tensors,
+        r.manifest.size as f64 / 1e6,
+        r.secs
+    );
+    if let Some(d) = &r.divergence {
+        println!(
+            "{} against the F16 merge on {} tokens: mean KL {:.5}, same top token {:.1}%, perplexity {:.3} -> {:.3}",
+            to.name(),
+            d.tokens,
+            d.kl_mean,
+            d.same_top * 100.0,
+            d.ppl_source,
+            d.ppl_other
+        );
+    }
+    println!(
+        "installed {} ({})",
+        r.manifest.name,
+        &r.manifest.digest[..19.min(r.manifest.digest.len())]
+    );
     Ok(())
 }
