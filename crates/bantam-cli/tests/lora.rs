@@ -164,7 +164,12 @@ fn gradients_match_peft(model: &str) {
     let median = errors[errors.len() / 2].0;
     println!(
         "{compared} gradients compared; relative error median {median:.2e}, largest: {}",
-        errors.iter().take(6).map(|(e, n)| format!("{n} {e:.2e}")).collect::<Vec<_>>().join(", ")
+        errors
+            .iter()
+            .take(6)
+            .map(|(e, n)| format!("{n} {e:.2e}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     // Tolerances for float32 against float64 over 24–30 layers.
     assert!(median < 1e-4, "median gradient error {median:.2e}");
@@ -354,6 +359,44 @@ fn adapters_train_resume_serve_and_merge() {
         "{ids:?}"
     );
     drop(s);
+
+    // The base cannot be removed from under its adapters without --force.
+    let (ok, _, err) = common::run(&["rm", common::MODEL]);
+    assert!(
+        !ok && err.contains("is the base of the adapters") && err.contains(&a),
+        "{err}"
+    );
+
+    // Export and import carry the adapter, its base's name and its training record.
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("a.bantam");
+    let (ok, _, err) = common::run(&["export", &a, "-o", archive.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let other = dir.path().join("store");
+    let out = common::bantam()
+        .env("BANTAM_HOME", &other)
+        .args(["import", archive.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!(
+            "adapter over {}, which is not in this store",
+            common::MODEL
+        )),
+        "{text}"
+    );
+    let out = common::bantam()
+        .env("BANTAM_HOME", &other)
+        .args(["show", &a])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("LoRA adapter") && text.contains("method        lora rank 8"),
+        "{text}"
+    );
 
     // Merged into one standalone model: it answers as the served adapter did.
     let (ok, out, err) = common::run(&["merge", &a, "--out", &merged]);

@@ -504,6 +504,7 @@ impl Store {
         let mut m = installed;
         m.options = manifest.options;
         m.created = manifest.created;
+        m.training = manifest.training;
         self.write_manifest(&m)?;
         Ok(m)
     }

@@ -63,6 +63,10 @@ pub struct RmArgs {
     /// Models to remove.
     #[arg(required = true)]
     pub models: Vec<String>,
+    /// Remove a base model even though LoRA adapters in the store are served on it
+    /// (they stop working until it is back).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -362,6 +366,24 @@ pub fn show(home: &Path, a: ShowArgs) -> Result<()> {
 pub fn rm(home: &Path, a: RmArgs) -> Result<()> {
     let store = open(home)?;
     for name in a.models {
+        if !a.force {
+            let target = store.get(&name)?;
+            let users: Vec<String> = store
+                .list()?
+                .into_iter()
+                .filter(|m| {
+                    m.is_adapter() && m.lineage.base_model.as_deref() == Some(target.name.as_str())
+                })
+                .map(|m| m.name)
+                .collect();
+            if !users.is_empty() {
+                bail!(
+                    "{} is the base of the adapters {}; remove them first, or give --force (they stop working until it is back)",
+                    target.name,
+                    users.join(", ")
+                );
+            }
+        }
         let m = store.remove(&name)?;
         println!("removed {}", m.name);
     }
@@ -408,8 +430,13 @@ pub fn import(home: &Path, a: ImportArgs) -> Result<()> {
         human_size(m.size),
         m.short_id()
     );
-    // The machine may differ from the one the model came from: measure here.
-    if !a.no_tune {
+    if m.is_adapter() {
+        let base = m.lineage.base_model.as_deref().unwrap_or("?");
+        if store.get(base).is_err() {
+            println!("note: {} is a LoRA adapter over {base}, which is not in this store: import or pull it before serving {}", m.name, m.name);
+        }
+    } else if !a.no_tune {
+        // The machine may differ from the one the model came from: measure here.
         super::bench::tune_after_install(&store, &m.name)?;
     }
     Ok(())
@@ -465,6 +492,9 @@ fn check_installed(store: &bantam_store::Store, m: &bantam_store::Manifest) -> R
         bantam_engine::EngineOverrides::default(),
     );
     resolver.engine_config(m)?;
+    if m.is_adapter() && m.lineage.base_model.is_none() {
+        bail!("this is a LoRA adapter: name the model it adapts with --base-model NAME");
+    }
     if let Some(t) = &m.template {
         bantam_engine::template::ChatTemplate::new(
             t.clone(),
