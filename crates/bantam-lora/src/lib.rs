@@ -45,3 +45,6 @@ pub enum LoraError {
     #[error("tensor computation: {0}")]
     Tensor(#[from] candle_core::Error),
 }
+
+#[cfg(test)]
+mod tests;
