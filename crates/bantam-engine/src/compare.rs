@@ -67,6 +67,7 @@ impl Probe {
                 embeddings: false,
                 pooling: Pooling::None,
                 adapter: None,
+                turn: None,
             },
         )
         .map_err(|e| err(e.to_string()))?;

@@ -157,6 +157,7 @@ impl Embedder {
             embeddings: true,
             pooling,
             adapter: None,
+            turn: None,
         };
         let mut ctx = Context::new(model.clone(), &params).map_err(|e| load_err(e.to_string()))?;
         if forced.is_none() {

@@ -104,14 +104,26 @@ impl Engine {
     ) -> Result<Self, EngineError> {
         let started = Instant::now();
         let model = Arc::new(Self::load_weights(name, path, cfg)?);
-        Self::start(name, model, path, cfg, stored_template, None, started)
+        Self::start(
+            name,
+            model,
+            path,
+            cfg,
+            stored_template,
+            (None, None),
+            started,
+        )
     }
 
     /// Load a resolved model: its weights (or `shared`, the same file already
     /// loaded for another engine) and, for an adapter, the adapter on top.
+    ///
+    /// Engines given the same `turn` lock decode one at a time (a base and its
+    /// adapters share one: see `ContextParams::turn`).
     pub fn load_resolved(
         r: &ResolvedModel,
         shared: Option<Arc<Model>>,
+        turn: Option<Arc<Mutex<()>>>,
     ) -> Result<Self, EngineError> {
         let started = Instant::now();
         let model = match shared {
@@ -135,7 +147,7 @@ impl Engine {
             &r.path,
             &r.config,
             r.template.as_deref(),
-            adapter,
+            (adapter, turn),
             started,
         )
     }
@@ -168,7 +180,7 @@ impl Engine {
         path: &Path,
         cfg: &EngineConfig,
         stored_template: Option<&str>,
-        adapter: Option<Arc<LoraAdapter>>,
+        (adapter, turn): (Option<Arc<LoraAdapter>>, Option<Arc<Mutex<()>>>),
         started: Instant,
     ) -> Result<Self, EngineError> {
         let load_err = |reason: String| EngineError::Load {
@@ -201,6 +213,7 @@ impl Engine {
             embeddings: false,
             pooling: bantam_llama::Pooling::None,
             adapter: adapter.clone(),
+            turn,
         };
         let inflight = Arc::new(AtomicUsize::new(0));
         let (tx, rx) = mpsc::channel::<Command>();

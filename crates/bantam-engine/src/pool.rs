@@ -48,6 +48,9 @@ pub struct ModelPool {
     engines: Mutex<HashMap<String, Cell>>,
     /// Loaded weights by file, shared by the engines of a base and its adapters.
     weights: Mutex<HashMap<PathBuf, Weak<Model>>>,
+    /// One turn lock per file: the engines of a base and its adapters decode in
+    /// turn rather than at once (see `bantam_llama::ContextParams::turn`).
+    turns: Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>,
 }
 
 impl std::fmt::Debug for ModelPool {
@@ -64,6 +67,7 @@ impl ModelPool {
             cfg,
             engines: Mutex::new(HashMap::new()),
             weights: Mutex::new(HashMap::new()),
+            turns: Mutex::new(HashMap::new()),
         }
     }
 
@@ -84,12 +88,21 @@ impl ModelPool {
                     .expect("pool lock")
                     .get(&r.path)
                     .and_then(Weak::upgrade);
-                let engine = tokio::task::spawn_blocking(move || Engine::load_resolved(&r, shared))
-                    .await
-                    .map_err(|e| EngineError::Load {
-                        model: resolved.name.clone(),
-                        reason: e.to_string(),
-                    })??;
+                let turn = self
+                    .turns
+                    .lock()
+                    .expect("pool lock")
+                    .entry(r.path.clone())
+                    .or_default()
+                    .clone();
+                let engine = tokio::task::spawn_blocking(move || {
+                    Engine::load_resolved(&r, shared, Some(turn))
+                })
+                .await
+                .map_err(|e| EngineError::Load {
+                    model: resolved.name.clone(),
+                    reason: e.to_string(),
+                })??;
                 let mut weights = self.weights.lock().expect("pool lock");
                 weights.retain(|_, w| w.strong_count() > 0);
                 weights.insert(resolved.path.clone(), Arc::downgrade(engine.model()));

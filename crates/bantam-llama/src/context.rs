@@ -73,6 +73,11 @@ pub struct ContextParams {
     pub pooling: Pooling,
     /// A LoRA adapter applied to everything this context computes.
     pub adapter: Option<Arc<LoraAdapter>>,
+    /// Contexts that share this lock compute in turn: one `decode` at a time.
+    /// llama.cpp's worker threads spin while they wait for each other, so two
+    /// contexts decoding at once on the same cores are many times slower than
+    /// the two one after the other (BENCHMARKS.md: a base and its adapters).
+    pub turn: Option<Arc<std::sync::Mutex<()>>>,
 }
 
 impl Default for ContextParams {
@@ -89,6 +94,7 @@ impl Default for ContextParams {
             embeddings: false,
             pooling: Pooling::ModelDefault,
             adapter: None,
+            turn: None,
         }
     }
 }
@@ -145,6 +151,7 @@ pub struct Context {
     n_vocab: usize,
     /// Kept alive while the context may use it (dropped after `llama_free`).
     _adapter: Option<Arc<LoraAdapter>>,
+    turn: Option<Arc<std::sync::Mutex<()>>>,
 }
 
 // SAFETY: a llama_context is not tied to the thread that created it; all access goes
@@ -192,6 +199,7 @@ impl Context {
             model,
             n_vocab,
             _adapter: params.adapter.clone(),
+            turn: params.turn.clone(),
         };
         if let Some(a) = &params.adapter {
             if !Arc::ptr_eq(a.model(), &ctx.model) {
@@ -245,6 +253,12 @@ impl Context {
                 n_ubatch: self.n_ubatch(),
             });
         }
+        // A poisoned lock only means another context panicked mid-turn; the
+        // lock guards no data.
+        let _turn = self
+            .turn
+            .as_ref()
+            .map(|t| t.lock().unwrap_or_else(|p| p.into_inner()));
         // SAFETY: the batch's arrays are valid for `n_tokens` entries (Batch checks
         // capacity on every add) and the context is valid.
         let rc = unsafe { llama_cpp_sys_2::llama_decode(self.ptr.as_ptr(), batch.raw()) };

@@ -36,6 +36,10 @@ pub struct Fields {
     pub output: Option<String>,
     /// Label field of classification data.
     pub label: String,
+    /// A `/v1/classify` prompt template for labelled data (its `prompt` field:
+    /// `[system]`/`[user]` lines, `{input}`, `{labels}`) instead of the default
+    /// instructions and label list; serve with the same template.
+    pub classify_prompt: Option<String>,
 }
 
 impl Default for Fields {
@@ -44,6 +48,7 @@ impl Default for Fields {
             input: "input".into(),
             output: None,
             label: "expected".into(),
+            classify_prompt: None,
         }
     }
 }
@@ -213,8 +218,9 @@ pub fn prepare(
             }
             // The prompt /v1/classify renders for this label set.
             let task = ClassifyTask::new(
-                serde_json::from_value(json!({"model": base_name, "input": "x", "labels": names}))
-                    .map_err(|e| TuneError::Data(format!("labels: {e}")))?,
+                serde_json::from_value(json!({"model": base_name, "input": "x", "labels": names,
+                    "prompt": fields.classify_prompt}))
+                .map_err(|e| TuneError::Data(format!("labels: {e}")))?,
             )
             .map_err(|e| TuneError::Data(format!("labels: {}", e.message)))?;
             for (i, e) in ex.iter().enumerate() {

@@ -147,7 +147,7 @@ pub fn measure(
         cfg.ctx_size = (plan.prompt_tokens as u32 + plan.gen_tokens + 16).max(256);
         let mut r = resolved.clone();
         r.config = cfg;
-        engines.push(Engine::load_resolved(&r, None)?);
+        engines.push(Engine::load_resolved(&r, None, None)?);
     }
     let mut toks = Tokens {
         x: 0x9e37_79b9_7f4a_7c15,

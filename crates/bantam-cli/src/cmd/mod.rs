@@ -89,7 +89,7 @@ pub fn load_engine(
     };
     let resolver = StoreResolver::new(store, EngineConfig::default(), overrides);
     let resolved = resolver.resolve(model).map_err(anyhow::Error::from)?;
-    Ok(Engine::load_resolved(&resolved, None)?)
+    Ok(Engine::load_resolved(&resolved, None, None)?)
 }
 
 /// A validation error about a request parameter, as the flag to fix (`--top-p`).

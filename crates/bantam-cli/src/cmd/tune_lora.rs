@@ -79,6 +79,12 @@ pub struct LoraArgs {
     /// Label field of labelled data.
     #[arg(long, default_value = "expected")]
     pub label_field: String,
+    /// Labelled data: render each text with this `/v1/classify` prompt template
+    /// (`[system]`/`[user]` lines, `{input}`, `{labels}`; as `bantam eval
+    /// --prompt-template`) instead of the default instructions and label list.
+    /// Serve and evaluate with the same template.
+    #[arg(long, value_name = "FILE")]
+    pub prompt_template: Option<PathBuf>,
 }
 
 struct Progress {
@@ -104,7 +110,8 @@ impl Observer for Progress {
     }
 
     fn on_epoch(&mut self, e: &EpochLoss) {
-        self.bar.println(format!(
+        // A hidden bar (stderr not a terminal: logs, CI) prints nothing itself.
+        let line = format!(
             "epoch {}: train loss {:.4}{}  ({:.0} tok/s)",
             e.epoch,
             e.train_loss,
@@ -112,7 +119,12 @@ impl Observer for Progress {
                 .map(|v| format!(", validation loss {v:.4}"))
                 .unwrap_or_default(),
             e.tokens_per_sec
-        ));
+        );
+        if self.bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            self.bar.println(line);
+        }
     }
 
     fn should_stop(&self) -> bool {
@@ -163,10 +175,17 @@ pub fn lora(home: &Path, a: LoraArgs) -> Result<()> {
         max_grad_norm: 1.0,
         warmup_steps: a.warmup,
     };
+    let classify_prompt = match &a.prompt_template {
+        Some(p) => {
+            Some(std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)
+        }
+        None => None,
+    };
     let fields = Fields {
         input: a.input_field.clone(),
         output: a.output_field.clone(),
         label: a.label_field.clone(),
+        classify_prompt: classify_prompt.clone(),
     };
     let started = Instant::now();
     let tok = ChatTokenizer::load(&base_path, base.template.as_deref())?;
@@ -279,6 +298,7 @@ pub fn lora(home: &Path, a: LoraArgs) -> Result<()> {
             "dropped": prepared.dropped,
         },
         "labels": labels,
+        "prompt_template": classify_prompt,
         "initial_val_loss": trained.initial_val_loss,
         "curve": trained.curve,
         "steps": trained.steps,

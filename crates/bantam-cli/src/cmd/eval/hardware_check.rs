@@ -45,7 +45,7 @@ pub(super) fn hardware_check(
     cfg.prefix_cache = false;
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     resolved.config = cfg.clone();
-    let engine = Engine::load_resolved(&resolved, None)?;
+    let engine = Engine::load_resolved(&resolved, None, None)?;
     let timings = rt.block_on(hardware::serve_prompts(
         &engine,
         &hardware::PROMPTS,
