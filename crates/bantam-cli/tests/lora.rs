@@ -301,6 +301,38 @@ fn adapters_train_resume_serve_and_merge() {
         "resuming gave another adapter than an uninterrupted run"
     );
 
+    // Killed outright (SIGKILL) after its first epoch: --resume continues from
+    // the last checkpoint into the same adapter.
+    let mut child = common::bantam()
+        .args(tune_args(answer42.to_str().unwrap(), &b))
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        use std::io::BufRead;
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        seen.push_str(&line);
+        if line.starts_with("epoch 1:") {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the run was not killed: {seen}");
+    let (ok, out, err) = common::run(&resume);
+    assert!(ok, "{out}\n{err}");
+    assert_eq!(
+        digest(&b),
+        uninterrupted,
+        "resuming after SIGKILL gave another adapter"
+    );
+
     // Served by name beside the base: each answer alone, then all at once.
     let s = common::Server::start(&["--parallel", "2"]);
     let ask = |model: &str| -> String {

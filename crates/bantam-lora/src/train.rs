@@ -95,7 +95,21 @@ pub trait Observer {
     fn should_stop(&self) -> bool {
         false
     }
+    /// Called every [`CHECKPOINT_EVERY`] steps and after each epoch with a
+    /// consistent state: where a checkpoint is written (a run killed outright
+    /// resumes from the last one).
+    fn checkpoint(
+        &mut self,
+        _lora: &Lora,
+        _adam: &Adam,
+        _state: &TrainState,
+    ) -> Result<(), LoraError> {
+        Ok(())
+    }
 }
+
+/// Optimizer steps between checkpoints.
+pub const CHECKPOINT_EVERY: usize = 20;
 
 /// Where training stands: everything a resume needs besides the adapters.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -323,6 +337,9 @@ pub fn train(
                 tokens,
                 tokens_per_sec: tokens as f64 / secs.max(1e-9),
             });
+            if state.step % CHECKPOINT_EVERY == 0 && state.batch_in_epoch < batches.len() {
+                obs.checkpoint(lora, adam, state)?;
+            }
         }
         let val_loss = if val.is_empty() {
             None
@@ -335,14 +352,16 @@ pub fn train(
             val_loss,
             tokens_per_sec: state.epoch_tokens as f64 / state.epoch_secs.max(1e-9),
         };
-        obs.on_epoch(&e);
-        state.curve.push(e);
+        state.curve.push(e.clone());
         state.epoch += 1;
         state.batch_in_epoch = 0;
         state.epoch_loss_sum = 0.0;
         state.epoch_targets = 0;
         state.epoch_tokens = 0;
         state.epoch_secs = 0.0;
+        // Saved before it is reported: an epoch shown is an epoch kept.
+        obs.checkpoint(lora, adam, state)?;
+        obs.on_epoch(&e);
     }
     Ok(Outcome::Finished)
 }

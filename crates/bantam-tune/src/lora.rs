@@ -340,6 +340,34 @@ pub struct Trained {
     pub steps: usize,
 }
 
+/// Forwards to the caller's observer and writes the periodic checkpoints.
+struct Checkpointing<'a> {
+    inner: &'a mut dyn Observer,
+    dir: &'a Path,
+    opts: &'a TrainOptions,
+    fingerprint: &'a str,
+}
+
+impl Observer for Checkpointing<'_> {
+    fn on_step(&mut self, r: &train::StepReport) {
+        self.inner.on_step(r)
+    }
+    fn on_epoch(&mut self, e: &EpochLoss) {
+        self.inner.on_epoch(e)
+    }
+    fn should_stop(&self) -> bool {
+        self.inner.should_stop()
+    }
+    fn checkpoint(
+        &mut self,
+        lora: &Lora,
+        adam: &Adam,
+        state: &TrainState,
+    ) -> Result<(), bantam_lora::LoraError> {
+        train::save_checkpoint(self.dir, lora, adam, state, self.opts, self.fingerprint)
+    }
+}
+
 /// Trains (or resumes) an adapter over the GGUF at `base_path`.
 #[allow(clippy::too_many_arguments)]
 pub fn train_adapter(
@@ -368,8 +396,14 @@ pub fn train_adapter(
     } else {
         None
     };
+    let mut obs = Checkpointing {
+        inner: obs,
+        dir: checkpoint,
+        opts,
+        fingerprint,
+    };
     let outcome = train::train(
-        &base, &lora, &mut adam, &mut state, train_set, val_set, opts, obs,
+        &base, &lora, &mut adam, &mut state, train_set, val_set, opts, &mut obs,
     )
     .map_err(err)?;
     train::save_checkpoint(checkpoint, &lora, &adam, &state, opts, fingerprint).map_err(err)?;

@@ -48,7 +48,9 @@ pub struct LoraArgs {
     #[arg(long, default_value_t = 1024)]
     pub batch_tokens: usize,
     /// Longest example in tokens (longer ones are cut; the count is reported).
-    #[arg(long, default_value_t = 1024)]
+    /// Memory grows with its square (attention kept for the backward pass):
+    /// measured 5.2 GB for SmolLM2-135M and 9.3 GB for Qwen2.5-0.5B at 512.
+    #[arg(long, default_value_t = 512)]
     pub max_seq: usize,
     /// Warm-up steps of the learning rate.
     #[arg(long, default_value_t = 0)]
@@ -67,7 +69,8 @@ pub struct LoraArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Continue from the checkpoint a previous run of the same command left
-    /// (after Ctrl-C or a crash).
+    /// (Ctrl-C writes one; otherwise one is written every 20 steps and after
+    /// each epoch, so a killed run loses at most 20 steps).
     #[arg(long)]
     pub resume: bool,
     /// Input field of pair and labelled data.
