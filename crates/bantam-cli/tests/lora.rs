@@ -31,7 +31,7 @@ fn torch_python() -> PathBuf {
 }
 
 fn model_path(name: &str) -> PathBuf {
-    let store = bantam_store::Store::open(&common::model_home()).expect("store");
+    let store = bantam_store::Store::open(common::model_home()).expect("store");
     let m = store.get(name).expect("model");
     store.blob_path(&m)
 }

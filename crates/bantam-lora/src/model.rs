@@ -255,7 +255,7 @@ impl BaseModel {
             let d = lin(&(g * u)?, &l.w_down, None, Target::Down)?;
             x = (x + d)?;
         }
-        Ok(rms_norm(&x, &self.out_norm, c.rms_eps)?)
+        rms_norm(&x, &self.out_norm, c.rms_eps)
     }
 
     /// Summed cross-entropy of the tokens at `targets` (positions whose

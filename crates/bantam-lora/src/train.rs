@@ -291,6 +291,7 @@ fn adamw_step(
 }
 
 /// Trains `lora` from `state` to the end (or until the observer asks to stop).
+#[allow(clippy::too_many_arguments)]
 pub fn train(
     base: &BaseModel,
     lora: &Lora,
@@ -337,7 +338,7 @@ pub fn train(
                 tokens,
                 tokens_per_sec: tokens as f64 / secs.max(1e-9),
             });
-            if state.step % CHECKPOINT_EVERY == 0 && state.batch_in_epoch < batches.len() {
+            if state.step.is_multiple_of(CHECKPOINT_EVERY) && state.batch_in_epoch < batches.len() {
                 obs.checkpoint(lora, adam, state)?;
             }
         }
