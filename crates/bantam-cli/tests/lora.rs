@@ -360,24 +360,60 @@ fn adapters_train_resume_serve_and_merge() {
         "base: {:?}",
         solo[0]
     );
+    let ask_stream = |model: &str| -> String {
+        let chunks = s.stream(
+            "/v1/chat/completions",
+            &serde_json::json!({"model": model, "temperature": 0, "max_tokens": 16, "stream": true,
+                "messages": [{"role": "user", "content": "What is the largest ocean?"}]}),
+        );
+        common::chunks_text(&chunks)
+    };
+    // Nine at once, three per model, streamed and not.
     for _round in 0..2 {
         let together: Vec<String> = std::thread::scope(|sc| {
-            let hs: Vec<_> = models
-                .iter()
-                .flat_map(|m| [m, m])
-                .map(|m| sc.spawn(|| ask(m)))
+            let hs: Vec<_> = (0..9)
+                .map(|i| {
+                    let m = &models[i % 3];
+                    let (ask, ask_stream) = (&ask, &ask_stream);
+                    sc.spawn(move || if i % 2 == 0 { ask(m) } else { ask_stream(m) })
+                })
                 .collect();
             hs.into_iter().map(|h| h.join().unwrap()).collect()
         });
         for (i, t) in together.iter().enumerate() {
             assert_eq!(
                 t,
-                &solo[i / 2],
+                &solo[i % 3],
                 "{} answered differently beside the others",
-                models[i / 2]
+                models[i % 3]
             );
         }
     }
+    // The official `openai` package, unchanged, by the adapter's name.
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import os, sys\nfrom openai import OpenAI\nc = OpenAI(base_url=os.environ['URL'], api_key='x')\n\
+             r = c.chat.completions.create(model=os.environ['MODEL'], temperature=0, max_tokens=16,\n\
+                 messages=[{'role': 'user', 'content': 'What is the largest ocean?'}])\n\
+             print(r.model); print(r.choices[0].message.content)",
+        ])
+        .env("URL", format!("{}/v1", s.base))
+        .env("MODEL", &a)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(text.lines().next(), Some(a.as_str()), "{text}");
+    assert_eq!(
+        text.lines().nth(1).map(str::trim),
+        Some(solo[1].trim()),
+        "{text}"
+    );
     // /v1/models lists the adapters.
     let (_, list) = s.get("/v1/models");
     let ids: Vec<&str> = list["data"]
@@ -521,4 +557,87 @@ fn bad_lora_input_is_refused_clearly() {
     assert!(!ok && err.contains("no checkpoint"), "{err}");
     let (ok, _, err) = common::run(&["merge", common::MODEL, "--out", "x:y"]);
     assert!(!ok && err.contains("not a LoRA adapter"), "{err}");
+}
+
+/// An adapter trained on labelled texts answers `/v1/classify` (by label
+/// likelihood, with the same prompt it was trained on) better than its base.
+#[test]
+fn a_labelled_adapter_classifies_through_v1_classify() {
+    let name = format!("test-lora-cls-{}:v1", std::process::id());
+    let _guard = common::Installed(name.clone());
+    // 4 examples of each of the 10 intents.
+    let rows: Vec<serde_json::Value> =
+        std::fs::read_to_string(common::fixture("clinc10_train.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+    let mut per: std::collections::HashMap<String, usize> = Default::default();
+    let small: Vec<&serde_json::Value> = rows
+        .iter()
+        .filter(|r| {
+            let n = per
+                .entry(r["expected"].as_str().unwrap().to_string())
+                .or_default();
+            *n += 1;
+            *n <= 4
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("small.jsonl");
+    std::fs::write(
+        &data,
+        small
+            .iter()
+            .map(|r| r.to_string() + "\n")
+            .collect::<String>(),
+    )
+    .unwrap();
+    let (ok, out, err) = common::run(&[
+        "tune",
+        "lora",
+        data.to_str().unwrap(),
+        "--base",
+        common::MODEL,
+        "--out",
+        &name,
+        "--epochs",
+        "2",
+        "--lr",
+        "3e-3",
+        "--batch-tokens",
+        "512",
+        "--val-fraction",
+        "0",
+    ]);
+    assert!(ok, "{out}\n{err}");
+    assert!(err.contains("40 rows as labelled texts"), "{err}");
+    let labels: Vec<String> = {
+        let mut l: Vec<String> = per.keys().cloned().collect();
+        l.sort();
+        l
+    };
+    let s = common::Server::start(&[]);
+    let inputs: Vec<&str> = small.iter().map(|r| r["input"].as_str().unwrap()).collect();
+    let accuracy = |model: &str| -> f64 {
+        let (st, v) = s.post(
+            "/v1/classify",
+            &serde_json::json!({"model": model, "input": inputs, "labels": labels}),
+        );
+        assert_eq!(st, 200, "{v}");
+        let right = v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(&small)
+            .filter(|(d, r)| d["label"] == r["expected"])
+            .count();
+        right as f64 / small.len() as f64
+    };
+    let (base, tuned) = (accuracy(common::MODEL), accuracy(&name));
+    println!("accuracy on its 40 training texts: base {base:.2}, adapter {tuned:.2}");
+    assert!(
+        tuned >= 0.9 && tuned > base + 0.2,
+        "base {base}, adapter {tuned}"
+    );
 }
