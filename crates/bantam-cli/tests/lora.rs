@@ -181,6 +181,36 @@ fn gradients_match_peft(model: &str) {
     );
 }
 
+/// Starts `bantam ARGS` and reads its stderr up to a line starting with
+/// `prefix`: the child, the rest of its stderr, and what was read.
+fn spawn_until(
+    args: &[&str],
+    prefix: &str,
+) -> (
+    std::process::Child,
+    std::io::BufReader<std::process::ChildStderr>,
+    String,
+) {
+    use std::io::BufRead;
+    let mut child = common::bantam()
+        .args(args)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap() == 0 || line.starts_with(prefix) {
+            seen.push_str(&line);
+            break;
+        }
+        seen.push_str(&line);
+    }
+    (child, stderr, seen)
+}
+
 fn digest(name: &str) -> String {
     let (ok, out, err) = common::run(&["show", name, "--json"]);
     assert!(ok, "{err}");
@@ -257,25 +287,8 @@ fn adapters_train_resume_serve_and_merge() {
     let uninterrupted = digest(&b);
 
     // The same run, interrupted with Ctrl-C (SIGINT) while training, then resumed.
-    let mut child = common::bantam()
-        .args(tune_args(answer42.to_str().unwrap(), &b))
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    loop {
-        let mut line = String::new();
-        use std::io::BufRead;
-        if stderr.read_line(&mut line).unwrap() == 0 {
-            break;
-        }
-        seen.push_str(&line);
-        if line.starts_with("training LoRA") {
-            break;
-        }
-    }
+    let (mut child, mut stderr, seen) =
+        spawn_until(&tune_args(answer42.to_str().unwrap(), &b), "training LoRA");
     std::thread::sleep(std::time::Duration::from_secs(3));
     let st = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
@@ -303,25 +316,7 @@ fn adapters_train_resume_serve_and_merge() {
 
     // Killed outright (SIGKILL) after its first epoch: --resume continues from
     // the last checkpoint into the same adapter.
-    let mut child = common::bantam()
-        .args(tune_args(answer42.to_str().unwrap(), &b))
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    loop {
-        let mut line = String::new();
-        use std::io::BufRead;
-        if stderr.read_line(&mut line).unwrap() == 0 {
-            break;
-        }
-        seen.push_str(&line);
-        if line.starts_with("epoch 1:") {
-            break;
-        }
-    }
+    let (mut child, _, seen) = spawn_until(&tune_args(answer42.to_str().unwrap(), &b), "epoch 1:");
     child.kill().unwrap();
     let status = child.wait().unwrap();
     assert!(!status.success(), "the run was not killed: {seen}");

@@ -223,17 +223,7 @@ pub struct QuantizeArgs {
 pub fn quantize(home: &Path, a: QuantizeArgs) -> Result<()> {
     let store = Store::open(home)?;
     bantam_store::ModelName::parse(&a.out).with_context(|| format!("--out {}", a.out))?;
-    let Some(to) = bantam_llama::QuantType::parse(&a.to) else {
-        bail!(
-            "unknown type {:?}; use one of {}",
-            a.to,
-            bantam_llama::QuantType::ALL
-                .iter()
-                .map(|(n, _)| *n)
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    };
+    let to = quant_type(&a.to)?;
     let owned: Vec<String> = match &a.eval_text {
         Some(p) => std::fs::read_to_string(p)
             .with_context(|| format!("reading {}", p.display()))?
@@ -333,4 +323,18 @@ pub fn quantize(home: &Path, a: QuantizeArgs) -> Result<()> {
         r.quantize_secs
     )?;
     Ok(())
+}
+
+/// A `--to` type name, or an error listing the known ones.
+pub fn quant_type(name: &str) -> Result<bantam_llama::QuantType> {
+    bantam_llama::QuantType::parse(name).with_context(|| {
+        format!(
+            "unknown type {name:?}; use one of {}",
+            bantam_llama::QuantType::ALL
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })
 }

@@ -371,17 +371,7 @@ pub struct MergeArgs {
 pub fn merge(home: &Path, a: MergeArgs) -> Result<()> {
     let store = Store::open(home)?;
     bantam_store::ModelName::parse(&a.out).with_context(|| format!("--out {}", a.out))?;
-    let Some(to) = bantam_llama::QuantType::parse(&a.to) else {
-        bail!(
-            "unknown type {:?}; use one of {}",
-            a.to,
-            bantam_llama::QuantType::ALL
-                .iter()
-                .map(|(n, _)| *n)
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    };
+    let to = super::tune::quant_type(&a.to)?;
     let bar = ProgressBar::new_spinner();
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
     bar.set_message(format!(
