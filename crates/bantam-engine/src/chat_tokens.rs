@@ -35,11 +35,6 @@ impl ChatTokenizer {
         Ok(ChatTokenizer { model, template })
     }
 
-    /// Vocabulary size.
-    pub fn n_vocab(&self) -> usize {
-        self.model.n_vocab()
-    }
-
     /// Tokens of a rendered prompt, as the engine tokenizes it (special tokens
     /// parsed, BOS added when the model adds one).
     pub fn tokenize(&self, text: &str, add_bos: bool) -> Vec<u32> {

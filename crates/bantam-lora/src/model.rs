@@ -9,7 +9,6 @@
 //! the adapter applies to exactly the tensors llama.cpp multiplies when it
 //! serves the adapter.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::BufReader;
 use std::path::Path;
@@ -299,40 +298,6 @@ impl BaseModel {
     pub fn logits(&self, tokens: &[u32], lora: Option<&Lora>) -> Result<Tensor, LoraError> {
         let h = self.hidden(tokens, lora)?;
         frozen_matmul(&h, &self.output)
-    }
-
-    /// The frozen weights under llama.cpp's tensor names (for reference checks).
-    pub fn named_weights(&self) -> HashMap<String, Tensor> {
-        let mut m = HashMap::new();
-        m.insert("token_embd.weight".into(), self.embd.clone());
-        m.insert("output_norm.weight".into(), self.out_norm.clone());
-        m.insert("output.weight".into(), self.output.clone());
-        for (i, l) in self.layers.iter().enumerate() {
-            let p = format!("blk.{i}.");
-            for (n, t) in [
-                ("attn_norm.weight", &l.attn_norm),
-                ("attn_q.weight", &l.wq),
-                ("attn_k.weight", &l.wk),
-                ("attn_v.weight", &l.wv),
-                ("attn_output.weight", &l.wo),
-                ("ffn_norm.weight", &l.ffn_norm),
-                ("ffn_gate.weight", &l.w_gate),
-                ("ffn_up.weight", &l.w_up),
-                ("ffn_down.weight", &l.w_down),
-            ] {
-                m.insert(format!("{p}{n}"), t.clone());
-            }
-            for (n, t) in [
-                ("attn_q.bias", &l.bq),
-                ("attn_k.bias", &l.bk),
-                ("attn_v.bias", &l.bv),
-            ] {
-                if let Some(t) = t {
-                    m.insert(format!("{p}{n}"), t.clone());
-                }
-            }
-        }
-        m
     }
 }
 

@@ -210,17 +210,18 @@ pub fn batch_gradients(
     }
     let mut grads: HashMap<String, Tensor> = HashMap::new();
     let mut loss_sum = 0.0;
+    let named = lora.named_vars();
     for ex in batch {
         let (l, _) = base.loss_sum(&ex.tokens, &ex.mask, Some(lora))?;
         loss_sum += l.to_scalar::<f32>()? as f64;
         let scaled = (l / total as f64)?;
         let store = scaled.backward()?;
-        for (n, var) in lora.named_vars() {
+        for (n, var) in &named {
             if let Some(g) = store.get(var.as_tensor()) {
                 let g = g.detach();
-                let e = grads.remove(&n);
+                let e = grads.remove(n);
                 grads.insert(
-                    n,
+                    n.clone(),
                     match e {
                         Some(acc) => (acc + g)?,
                         None => g,

@@ -24,7 +24,7 @@ use bantam_store::{Manifest, PullOptions, Store};
 use serde_json::{json, Value};
 use sha2::Digest;
 
-use crate::classify::{data_sha256, load_examples};
+use crate::classify::load_examples;
 use crate::TuneError;
 
 /// Field names of pair and label data.
@@ -464,9 +464,4 @@ pub fn install_adapter(
     m.context_length = base.context_length;
     store.write_manifest(&m).map_err(|e| inst(e.to_string()))?;
     Ok(m)
-}
-
-/// The dataset's hash (for lineage and the checkpoint fingerprint).
-pub fn dataset_sha256(path: &Path) -> Result<String, TuneError> {
-    data_sha256(path)
 }

@@ -218,7 +218,7 @@ pub fn lora(home: &Path, a: LoraArgs) -> Result<()> {
         if prepared.truncated > 0 { format!("; {} cut to {max_seq} tokens", prepared.truncated) } else { String::new() },
         if prepared.dropped > 0 { format!("; {} left out (no answer within {max_seq} tokens)", prepared.dropped) } else { String::new() },
     );
-    let data_sha = tl::dataset_sha256(&a.data)?;
+    let data_sha = bantam_tune::classify::data_sha256(&a.data)?;
     let fp = tl::fingerprint(&base.digest, &data_sha, &opts, max_seq);
     let ckpt = tl::checkpoint_dir(&store, &a.out);
     if a.resume && !ckpt.join("state.json").exists() {
