@@ -112,7 +112,7 @@ pub fn argmax(v: &[f32]) -> usize {
     best
 }
 
-fn softmax_in_place(z: &mut [f32]) {
+pub(crate) fn softmax_in_place(z: &mut [f32]) {
     let m = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut s = 0.0;
     for v in z.iter_mut() {
@@ -123,7 +123,7 @@ fn softmax_in_place(z: &mut [f32]) {
 }
 
 /// Cross-entropy of the true classes at temperature `t`.
-fn nll(all_logits: &[Vec<f32>], y: &[usize], t: f32) -> f32 {
+pub(crate) fn nll(all_logits: &[Vec<f32>], y: &[usize], t: f32) -> f32 {
     let mut total = 0.0f64;
     for (z, &c) in all_logits.iter().zip(y) {
         let m = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -183,6 +183,45 @@ pub fn fit_temperature(all_logits: &[Vec<f32>], y: &[usize]) -> f32 {
     ((a + b) / 2.0).exp()
 }
 
+/// Each feature's mean and standard deviation on the training set (at least
+/// 1e-4, so that a constant feature does not divide by zero).
+pub(crate) fn standardiser(x: &[Vec<f32>]) -> (Vec<f32>, Vec<f32>) {
+    let n = x.len().max(1) as f32;
+    let dim = x.first().map_or(0, Vec::len);
+    let mut mean = vec![0f32; dim];
+    for xi in x {
+        mean.iter_mut().zip(xi).for_each(|(m, v)| *m += v);
+    }
+    mean.iter_mut().for_each(|m| *m /= n);
+    let mut scale = vec![0f32; dim];
+    for xi in x {
+        for ((s, v), m) in scale.iter_mut().zip(xi).zip(&mean) {
+            *s += (v - m) * (v - m);
+        }
+    }
+    scale
+        .iter_mut()
+        .for_each(|s| *s = (*s / n).sqrt().max(1e-4));
+    (mean, scale)
+}
+
+/// A weight per class: `n / (classes · count)` when `balanced` (each class then
+/// weighs as much in the loss as the others), else 1.
+pub(crate) fn class_weights(y: &[usize], classes: usize, balanced: bool) -> Vec<f32> {
+    let mut counts = vec![0usize; classes];
+    y.iter().for_each(|&c| counts[c] += 1);
+    counts
+        .iter()
+        .map(|&c| {
+            if balanced && c > 0 {
+                y.len() as f32 / (classes as f32 * c as f32)
+            } else {
+                1.0
+            }
+        })
+        .collect()
+}
+
 /// Train on `(x, y)` with classes `0..classes`, stopping early on `(val_x, val_y)`
 /// (with an empty validation set: `max_epochs` steps, temperature 1). `progress` is
 /// called at each check with the step and the validation loss.
@@ -197,21 +236,7 @@ pub fn train_softmax(
 ) -> (SoftmaxModel, SoftmaxReport) {
     let n = x.len();
     let dim = x.first().map_or(0, Vec::len);
-    // Standardise each feature on the training set.
-    let mut mean = vec![0f32; dim];
-    for xi in x {
-        mean.iter_mut().zip(xi).for_each(|(m, v)| *m += v);
-    }
-    mean.iter_mut().for_each(|m| *m /= n.max(1) as f32);
-    let mut scale = vec![0f32; dim];
-    for xi in x {
-        for ((s, v), m) in scale.iter_mut().zip(xi).zip(&mean) {
-            *s += (v - m) * (v - m);
-        }
-    }
-    scale
-        .iter_mut()
-        .for_each(|s| *s = (*s / n.max(1) as f32).sqrt().max(1e-4));
+    let (mean, scale) = standardiser(x);
     let standard = |xi: &Vec<f32>| -> Vec<f32> {
         xi.iter()
             .zip(&mean)
@@ -222,18 +247,7 @@ pub fn train_softmax(
     let xs: Vec<Vec<f32>> = x.iter().map(standard).collect();
     let vs: Vec<Vec<f32>> = val_x.iter().map(standard).collect();
 
-    let mut counts = vec![0usize; classes];
-    y.iter().for_each(|&c| counts[c] += 1);
-    let class_weight: Vec<f32> = counts
-        .iter()
-        .map(|&c| {
-            if opts.balanced && c > 0 {
-                n as f32 / (classes as f32 * c as f32)
-            } else {
-                1.0
-            }
-        })
-        .collect();
+    let class_weight = class_weights(y, classes, opts.balanced);
 
     // Parameters: weights (class-major), then biases.
     let wlen = classes * dim;

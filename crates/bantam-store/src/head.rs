@@ -7,6 +7,11 @@
 //! calibrated temperature, the training report); the tensors are `cls.weight`
 //! (`classes × dim`, F32, class-major: ggml dims `[dim, classes]`) and `cls.bias`
 //! (`classes`, F32). `p = softmax((W·x + b) / T)` on the featuriser's vector `x`.
+//!
+//! An MLP head (format 2) adds one hidden ReLU layer, `cls.hidden.weight`
+//! (`width × dim`, ggml dims `[dim, width]`) and `cls.hidden.bias` (`width`):
+//! `p = softmax((W·relu(H·x + c) + b) / T)`, with `cls.weight` then `classes ×
+//! width`. A Bantam that reads only format 1 refuses it with a clear message.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
@@ -41,6 +46,17 @@ pub struct HeadMeta {
     pub training: serde_json::Value,
 }
 
+/// The hidden ReLU layer of an MLP head.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HiddenLayer {
+    /// Number of units.
+    pub width: usize,
+    /// Weights, unit-major (`width × dim`).
+    pub weights: Vec<f32>,
+    /// One bias per unit.
+    pub bias: Vec<f32>,
+}
+
 /// A classifier head: metadata and weights.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClassifierHead {
@@ -48,7 +64,10 @@ pub struct ClassifierHead {
     pub meta: HeadMeta,
     /// Feature dimension.
     pub dim: usize,
-    /// Weights, class-major (`labels.len() × dim`).
+    /// The hidden layer of an MLP head (`None`: a linear head).
+    pub hidden: Option<HiddenLayer>,
+    /// Output weights, class-major (`labels.len() ×` the hidden width, or `dim`
+    /// for a linear head).
     pub weights: Vec<f32>,
     /// One bias per class.
     pub bias: Vec<f32>,
@@ -71,6 +90,20 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
 }
 
 impl ClassifierHead {
+    /// The format version this head is written as: 1 linear, 2 with a hidden layer.
+    pub fn format(&self) -> u32 {
+        if self.hidden.is_some() {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// What the output layer reads: the hidden width, or the feature dimension.
+    fn out_inputs(&self) -> usize {
+        self.hidden.as_ref().map_or(self.dim, |h| h.width)
+    }
+
     /// Check the shapes and values.
     pub fn check(&self) -> Result<(), HeadError> {
         let k = self.meta.labels.len();
@@ -78,12 +111,26 @@ impl ClassifierHead {
         if k < 2 || self.dim == 0 {
             return bad(format!("{k} labels, dimension {}", self.dim));
         }
-        if self.weights.len() != k * self.dim || self.bias.len() != k {
+        if let Some(h) = &self.hidden {
+            if h.width == 0 || h.weights.len() != h.width * self.dim || h.bias.len() != h.width {
+                return bad(format!(
+                    "a hidden layer of {} units with {} weights and {} biases for dimension {}",
+                    h.width,
+                    h.weights.len(),
+                    h.bias.len(),
+                    self.dim
+                ));
+            }
+            if h.weights.iter().chain(&h.bias).any(|v| !v.is_finite()) {
+                return bad("hidden weights that are not finite numbers".into());
+            }
+        }
+        let inputs = self.out_inputs();
+        if self.weights.len() != k * inputs || self.bias.len() != k {
             return bad(format!(
-                "{} weights and {} biases for {k} labels of dimension {}",
+                "{} weights and {} biases for {k} labels of {inputs} inputs",
                 self.weights.len(),
                 self.bias.len(),
-                self.dim
             ));
         }
         if !(self.meta.temperature.is_finite() && self.meta.temperature > 0.0) {
@@ -107,10 +154,15 @@ impl ClassifierHead {
     /// Write as GGUF to `w`.
     pub fn write_to(&self, name: &str, w: &mut dyn std::io::Write) -> Result<(), HeadError> {
         self.check()?;
-        let meta =
-            serde_json::to_string(&self.meta).map_err(|e| HeadError::Malformed(e.to_string()))?;
+        let mut meta = self.meta.clone();
+        meta.format = self.format();
+        let meta = serde_json::to_string(&meta).map_err(|e| HeadError::Malformed(e.to_string()))?;
         let weights = f32_bytes(&self.weights);
         let bias = f32_bytes(&self.bias);
+        let hidden = self
+            .hidden
+            .as_ref()
+            .map(|h| (h.width as u64, f32_bytes(&h.weights), f32_bytes(&h.bias)));
         let k = self.meta.labels.len() as u64;
         let mut g = GgufWriter::new();
         g.kv("general.architecture", Value::Str(ARCHITECTURE.into()))
@@ -119,7 +171,7 @@ impl ClassifierHead {
             .kv(META_KEY, Value::Str(meta))
             .tensor(Tensor {
                 name: "cls.weight".into(),
-                dims: vec![self.dim as u64, k],
+                dims: vec![self.out_inputs() as u64, k],
                 ggml_type: GGML_TYPE_F32,
                 data: &weights,
             })
@@ -129,6 +181,20 @@ impl ClassifierHead {
                 ggml_type: GGML_TYPE_F32,
                 data: &bias,
             });
+        if let Some((width, hw, hb)) = &hidden {
+            g.tensor(Tensor {
+                name: "cls.hidden.weight".into(),
+                dims: vec![self.dim as u64, *width],
+                ggml_type: GGML_TYPE_F32,
+                data: hw,
+            })
+            .tensor(Tensor {
+                name: "cls.hidden.bias".into(),
+                dims: vec![*width],
+                ggml_type: GGML_TYPE_F32,
+                data: hb,
+            });
+        }
         g.write_to(w).map_err(|e| match e {
             GgufWriteError::Io(io) => HeadError::Io(io),
             other => HeadError::Malformed(other.to_string()),
@@ -151,9 +217,9 @@ impl ClassifierHead {
             .and_then(|s| {
                 serde_json::from_str(s).map_err(|e| HeadError::Malformed(e.to_string()))
             })?;
-        if meta.format != 1 {
+        if !(1..=2).contains(&meta.format) {
             return Err(HeadError::Malformed(format!(
-                "format {} (this Bantam reads 1; train it again)",
+                "format {} (this Bantam reads 1 and 2; train it again or update Bantam)",
                 meta.format
             )));
         }
@@ -182,8 +248,21 @@ impl ClassifierHead {
         };
         let (wdims, weights) = tensor("cls.weight")?;
         let (_, bias) = tensor("cls.bias")?;
+        let (dim, hidden) = if meta.format == 2 {
+            let (hdims, hw) = tensor("cls.hidden.weight")?;
+            let (_, hb) = tensor("cls.hidden.bias")?;
+            let layer = HiddenLayer {
+                width: hdims.get(1).copied().unwrap_or(0) as usize,
+                weights: hw,
+                bias: hb,
+            };
+            (hdims.first().copied().unwrap_or(0) as usize, Some(layer))
+        } else {
+            (wdims.first().copied().unwrap_or(0) as usize, None)
+        };
         let head = ClassifierHead {
-            dim: wdims.first().copied().unwrap_or(0) as usize,
+            dim,
+            hidden,
             meta,
             weights,
             bias,
@@ -195,11 +274,20 @@ impl ClassifierHead {
     /// Calibrated probabilities of the labels for the feature vector `x`.
     pub fn probabilities(&self, x: &[f32]) -> Vec<f32> {
         let t = self.meta.temperature;
+        let dot = |w: &[f32], v: &[f32]| w.iter().zip(v).map(|(a, c)| a * c).sum::<f32>();
+        let hidden: Option<Vec<f32>> = self.hidden.as_ref().map(|h| {
+            h.bias
+                .iter()
+                .zip(h.weights.chunks_exact(self.dim))
+                .map(|(b, w)| (b + dot(w, x)).max(0.0))
+                .collect()
+        });
+        let x = hidden.as_deref().unwrap_or(x);
         let mut z: Vec<f32> = self
             .bias
             .iter()
-            .zip(self.weights.chunks_exact(self.dim))
-            .map(|(b, w)| (b + w.iter().zip(x).map(|(a, c)| a * c).sum::<f32>()) / t)
+            .zip(self.weights.chunks_exact(self.out_inputs()))
+            .map(|(b, w)| (b + dot(w, x)) / t)
             .collect();
         let m = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let mut s = 0.0;
@@ -227,6 +315,7 @@ mod tests {
                 training: serde_json::json!({"val_accuracy": 0.9}),
             },
             dim: 2,
+            hidden: None,
             weights: vec![1.0, 0.0, 0.0, 1.0, -1.0, -1.0],
             bias: vec![0.0, 0.0, 0.5],
         }
@@ -249,6 +338,42 @@ mod tests {
         // Logits (4, 0, -3.5) at T = 2.
         let e = [2f32.exp(), 1.0, (-1.75f32).exp()];
         assert!((p[0] - e[0] / e.iter().sum::<f32>()).abs() < 1e-5);
+    }
+
+    #[test]
+    fn an_mlp_head_round_trips_and_applies_its_hidden_layer() {
+        let mut h = head();
+        // Two units: relu(x0 - x1) and relu(x1 - x0); outputs read the units.
+        h.hidden = Some(HiddenLayer {
+            width: 2,
+            weights: vec![1.0, -1.0, -1.0, 1.0],
+            bias: vec![0.0, 0.0],
+        });
+        h.weights = vec![1.0, 0.0, 0.0, 1.0, 0.0, 0.0];
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("mlp.gguf");
+        let mut f = std::fs::File::create(&p).unwrap();
+        h.write_to("mlp", &mut f).unwrap();
+        drop(f);
+        let back = ClassifierHead::read(&p).unwrap();
+        assert_eq!(back.format(), 2);
+        assert_eq!(back.meta.format, 2);
+        assert_eq!(back.hidden, h.hidden);
+        assert_eq!(back.weights, h.weights);
+        // x = (3, 1): units (2, 0) → logits (2, 0, 0.5) / T=2.
+        let p = back.probabilities(&[3.0, 1.0]);
+        let e = [1f32.exp(), 1.0, 0.25f32.exp()];
+        let s: f32 = e.iter().sum();
+        for (got, want) in p.iter().zip(e) {
+            assert!((got - want / s).abs() < 1e-5, "{p:?}");
+        }
+        // A hidden layer of the wrong shape is refused.
+        let mut bad = h.clone();
+        bad.hidden.as_mut().unwrap().bias.pop();
+        assert!(bad.check().is_err());
+        let mut bad = h;
+        bad.weights.pop();
+        assert!(bad.check().is_err());
     }
 
     #[test]

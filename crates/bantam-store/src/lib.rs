@@ -35,4 +35,4 @@ pub use error::StoreError;
 pub use manifest::{Lineage, Manifest, ModelName};
 pub use progress::{NoProgress, Progress};
 pub use source::Source;
-pub use store::{PullOptions, Store};
+pub use store::{PullOptions, Store, MAX_EVALS};

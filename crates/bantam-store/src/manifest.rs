@@ -119,12 +119,23 @@ pub struct Manifest {
     /// data set, the loss curve.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub training: Option<serde_json::Value>,
+    /// Results of `bantam eval` runs on this model (newest last, one per dataset,
+    /// task and prompt), kept for models this store made (tuned, quantized,
+    /// merged): what the tuning bought, next to how it was trained.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evals: Vec<serde_json::Value>,
 }
 
 impl Manifest {
     /// Is this a LoRA adapter (served on top of its base model)?
     pub fn is_adapter(&self) -> bool {
         self.kind.as_deref() == Some("adapter")
+    }
+
+    /// Was this model made by this store (`tune`, `quantize`, `merge`) rather
+    /// than pulled or imported as it is?
+    pub fn is_derived(&self) -> bool {
+        self.lineage.training_data_hash.is_some() || self.lineage.parent_digest.is_some()
     }
 
     /// The hex part of the digest.

@@ -169,7 +169,9 @@ impl Store {
         }
         merge_lineage(&mut lineage, &opts.lineage);
         let model_name = ModelName::parse(&name)?;
-        if !opts.force {
+        // A local file is read again: the same path may hold new contents (a
+        // re-exported or re-trained model), and reading it is cheap.
+        if !opts.force && !matches!(source, Source::File(_)) {
             if let Ok(m) = self.get(&model_name.to_string()) {
                 let same = expected.as_deref().is_none_or(|e| e == m.hex());
                 if same && m.source == source.describe() && self.blob_path(&m).exists() {
@@ -272,9 +274,10 @@ impl Store {
     }
 
     /// A temporary file in the store's `tmp/`, locked while held: one left behind by
-    /// a killed process is removed by the next pull or import, so a model written
+    /// a killed process is removed by the next pull, import or staging file, so a model written
     /// outside the store (a tuned head, a quantized file) never half-exists.
     pub fn staging_file(&self) -> Result<tempfile::NamedTempFile, StoreError> {
+        self.clean_stale_staging();
         let dir = self.tmp_dir();
         let f = tempfile::Builder::new()
             .prefix("staging-")
@@ -283,6 +286,26 @@ impl Store {
         // Held while we work on it; a later pull deletes staging files nobody holds.
         let _ = f.as_file().try_lock();
         Ok(f)
+    }
+
+    /// Bytes free for unprivileged writes on the disk that holds the store, if the
+    /// system says.
+    pub fn free_bytes(&self) -> Option<u64> {
+        let s = rustix::fs::statvfs(&self.home).ok()?;
+        Some(s.f_bavail.saturating_mul(s.f_frsize))
+    }
+
+    /// When a write failed: what to tell the user if the store's disk is (nearly)
+    /// full — `" — the disk holding … is full (… MB free): …"` — else nothing.
+    pub fn full_disk_hint(&self) -> String {
+        match self.free_bytes() {
+            Some(free) if free < 64 << 20 => format!(
+                " — the disk holding {} is full ({:.1} MB free): free some space and run it again",
+                self.home.display(),
+                free as f64 / 1e6
+            ),
+            _ => String::new(),
+        }
     }
 
     /// Remove staging files left by killed pulls (their lock died with the process).
@@ -409,6 +432,7 @@ impl Store {
             previous,
             kind: (info.get_str("general.type") == Some("adapter")).then(|| "adapter".to_string()),
             training: None,
+            evals: Vec::new(),
         };
         self.write_manifest(&manifest)?;
         Ok(manifest)
@@ -505,10 +529,43 @@ impl Store {
         m.options = manifest.options;
         m.created = manifest.created;
         m.training = manifest.training;
+        m.evals = manifest.evals;
         self.write_manifest(&m)?;
         Ok(m)
     }
+
+    /// Keep an evaluation's result in the manifest of `name`, if the name still
+    /// points at `digest` (a model replaced meanwhile is left alone: `false`). A
+    /// record with the same `key` (dataset, task, prompt) is replaced; `key` and
+    /// `date` are added to the record; at most
+    /// [`MAX_EVALS`] are kept, the oldest dropped.
+    pub fn record_eval(
+        &self,
+        name: &str,
+        digest: &str,
+        key: &str,
+        record: serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        let mut m = self.get(name)?;
+        if m.digest != digest {
+            return Ok(false);
+        }
+        m.evals.retain(|e| e["key"].as_str() != Some(key));
+        let mut record = record;
+        if let Some(o) = record.as_object_mut() {
+            o.insert("key".into(), serde_json::Value::String(key.to_string()));
+            o.insert("date".into(), serde_json::Value::String(now_rfc3339()));
+        }
+        m.evals.push(record);
+        let excess = m.evals.len().saturating_sub(MAX_EVALS);
+        m.evals.drain(..excess);
+        self.write_manifest(&m)?;
+        Ok(true)
+    }
 }
+
+/// Most evaluation records kept in one manifest.
+pub const MAX_EVALS: usize = 20;
 
 struct Install {
     source: String,

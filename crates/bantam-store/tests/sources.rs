@@ -491,3 +491,50 @@ fn stale_staging_files_are_cleaned_by_the_next_pull() {
         .unwrap();
     assert!(!stale.exists());
 }
+
+#[test]
+fn eval_records_are_kept_per_key_follow_exports_and_skip_a_replaced_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("m.gguf");
+    std::fs::write(&p, model_bytes("one")).unwrap();
+    let (_d, s) = store();
+    let opts = PullOptions {
+        name: Some("tuned:v1".into()),
+        ..Default::default()
+    };
+    let m = s.import_file(&p, &opts, &NoProgress).unwrap();
+    let rec = |acc: f64| serde_json::json!({"task": "classify", "metrics": {"accuracy": acc}});
+    assert!(s.record_eval("tuned:v1", &m.digest, "a", rec(0.5)).unwrap());
+    assert!(s.record_eval("tuned:v1", &m.digest, "b", rec(0.6)).unwrap());
+    // The same key again replaces the older record and goes last.
+    assert!(s.record_eval("tuned:v1", &m.digest, "a", rec(0.7)).unwrap());
+    let got = s.get("tuned:v1").unwrap();
+    let keys: Vec<&str> = got
+        .evals
+        .iter()
+        .map(|e| e["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["b", "a"]);
+    assert_eq!(got.evals[1]["metrics"]["accuracy"], 0.7);
+    // Bounded.
+    for i in 0..30 {
+        s.record_eval("tuned:v1", &m.digest, &format!("k{i}"), rec(0.1))
+            .unwrap();
+    }
+    let got = s.get("tuned:v1").unwrap();
+    assert_eq!(got.evals.len(), bantam_store::MAX_EVALS);
+    assert_eq!(got.evals.last().unwrap()["key"], "k29");
+    // Export and import carry them.
+    let archive = dir.path().join("t.tar");
+    s.export("tuned:v1", &archive, &NoProgress).unwrap();
+    let (_d2, other) = store();
+    let back = other.import_archive(&archive, None, &NoProgress).unwrap();
+    assert_eq!(back.evals, got.evals);
+    // A name that now points at another model is left alone.
+    std::fs::write(&p, model_bytes("two")).unwrap();
+    let m2 = s.import_file(&p, &opts, &NoProgress).unwrap();
+    assert_ne!(m2.digest, m.digest);
+    assert!(m2.evals.is_empty(), "a new model starts without results");
+    assert!(!s.record_eval("tuned:v1", &m.digest, "a", rec(0.9)).unwrap());
+    assert!(s.get("tuned:v1").unwrap().evals.is_empty());
+}
