@@ -4,17 +4,22 @@
 //! [`ClassifierHead`] GGUF in the store (architecture `bantam-classifier`), with its
 //! lineage (featuriser digest, dataset sha256, row counts, the training report).
 //!
-//! With several candidate featurisers (`--features auto`) each is trained and the
-//! one with the best validation accuracy is kept; every candidate's result is
-//! reported.
+//! The head is linear (softmax regression) or a small MLP (one hidden ReLU
+//! layer). With several candidate featurisers and heads (`--features auto`,
+//! `--head auto`) each pair is trained and the one with the best validation
+//! accuracy is kept (the first given on a tie: the simpler); every candidate's
+//! result is reported.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::Instant;
 
 use bantam_api::features::{Embed, STATIC_PREFIX};
-use bantam_learn::{softmax::train_softmax, stratified_split, SoftmaxOptions, SoftmaxReport};
-use bantam_store::head::{ClassifierHead, HeadMeta};
+use bantam_learn::mlp::train_mlp;
+use bantam_learn::{
+    softmax::train_softmax, stratified_split, MlpOptions, SoftmaxOptions, SoftmaxReport,
+};
+use bantam_store::head::{ClassifierHead, HeadMeta, HiddenLayer};
 use bantam_store::{Lineage, Manifest, PullOptions, Store};
 use serde::Serialize;
 use sha2::Digest;
@@ -51,17 +56,67 @@ pub enum TuneError {
     Train(String),
 }
 
+/// The learner over the features.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HeadKind {
+    /// Multinomial logistic regression.
+    Linear,
+    /// One hidden ReLU layer, then the softmax.
+    Mlp,
+}
+
+impl HeadKind {
+    /// `linear` or `mlp`.
+    pub fn name(self) -> &'static str {
+        match self {
+            HeadKind::Linear => "linear",
+            HeadKind::Mlp => "mlp",
+        }
+    }
+
+    /// `auto` (both, linear first), or a comma-separated list of `linear`, `mlp`.
+    pub fn parse_list(s: &str) -> Result<Vec<Self>, TuneError> {
+        if s.trim() == "auto" {
+            return Ok(vec![HeadKind::Linear, HeadKind::Mlp]);
+        }
+        let mut out = Vec::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let k = match part {
+                "linear" => HeadKind::Linear,
+                "mlp" => HeadKind::Mlp,
+                other => {
+                    return Err(TuneError::Data(format!(
+                        "head {other:?}: use linear, mlp or auto"
+                    )))
+                }
+            };
+            if !out.contains(&k) {
+                out.push(k);
+            }
+        }
+        if out.is_empty() {
+            return Err(TuneError::Data("no head: use linear, mlp or auto".into()));
+        }
+        Ok(out)
+    }
+}
+
 /// Settings.
 #[derive(Debug, Clone)]
 pub struct TuneOptions {
     /// Featurisers to try (the best on validation is kept).
     pub features: Vec<String>,
+    /// Heads to try on each featuriser.
+    pub heads: Vec<HeadKind>,
     /// Share of each class held out for validation when no validation set is given.
     pub val_fraction: f64,
     /// Seed of the split.
     pub seed: u64,
-    /// The learner's settings.
+    /// The linear head's settings.
     pub learner: SoftmaxOptions,
+    /// The MLP head's settings (its seed is `seed`).
+    pub mlp: MlpOptions,
     /// Threads of an encoder featuriser (0 = physical cores).
     pub threads: u32,
 }
@@ -70,9 +125,11 @@ impl Default for TuneOptions {
     fn default() -> Self {
         Self {
             features: vec![format!("{STATIC_PREFIX}all-minilm:l6-v2")],
+            heads: vec![HeadKind::Linear],
             val_fraction: 0.15,
             seed: 42,
             learner: SoftmaxOptions::default(),
+            mlp: MlpOptions::default(),
             threads: 0,
         }
     }
@@ -83,11 +140,14 @@ impl Default for TuneOptions {
 pub struct Candidate {
     /// Featuriser name.
     pub features: String,
+    /// The head.
+    pub head: HeadKind,
     /// Validation accuracy.
     pub val_accuracy: f64,
     /// Validation cross-entropy after calibration.
     pub val_loss: f32,
-    /// Seconds spent computing features (training and validation texts).
+    /// Seconds spent computing features (training and validation texts; shared
+    /// by the heads of one featuriser).
     pub featurise_secs: f64,
     /// Seconds spent training.
     pub train_secs: f64,
@@ -262,50 +322,47 @@ pub fn tune_classifier(
         let mut x = featurise(f.as_ref(), features, &all, progress)?;
         let vx = x.split_off(tt.len());
         let featurise_secs = started.elapsed().as_secs_f64();
-        let started = Instant::now();
-        let (m, report) = train_softmax(
-            &x,
-            &ty,
-            &vx,
-            &vy,
-            labels.len(),
-            opts.learner,
-            &mut |_, _| {},
-        );
-        let train_secs = started.elapsed().as_secs_f64();
-        tracing::info!(
-            features = %features,
-            val_accuracy = report.val_accuracy,
-            epochs = report.epochs,
-            "trained a classifier head"
-        );
-        let c = Candidate {
-            features: features.clone(),
-            val_accuracy: report.val_accuracy,
-            val_loss: report.val_loss_calibrated,
-            featurise_secs,
-            train_secs,
-            report,
-        };
-        let better = best
-            .as_ref()
-            .is_none_or(|(i, _)| c.val_accuracy > candidates[*i].val_accuracy);
-        let head = ClassifierHead {
-            meta: HeadMeta {
-                format: 1,
-                labels: labels.clone(),
+        for &kind in &opts.heads {
+            let started = Instant::now();
+            let (head, report) = train_head(kind, &x, &ty, &vx, &vy, labels.len(), opts);
+            let train_secs = started.elapsed().as_secs_f64();
+            tracing::info!(
+                features = %features,
+                head = kind.name(),
+                val_accuracy = report.val_accuracy,
+                epochs = report.epochs,
+                "trained a classifier head"
+            );
+            let c = Candidate {
                 features: features.clone(),
-                features_digest: digest,
-                temperature: m.temperature,
-                training: serde_json::Value::Null,
-            },
-            dim: m.dim,
-            weights: m.weights,
-            bias: m.bias,
-        };
-        candidates.push(c);
-        if better {
-            best = Some((candidates.len() - 1, head));
+                head: kind,
+                val_accuracy: report.val_accuracy,
+                val_loss: report.val_loss_calibrated,
+                featurise_secs,
+                train_secs,
+                report,
+            };
+            let better = best
+                .as_ref()
+                .is_none_or(|(i, _)| c.val_accuracy > candidates[*i].val_accuracy);
+            let head = ClassifierHead {
+                meta: HeadMeta {
+                    format: 1,
+                    labels: labels.clone(),
+                    features: features.clone(),
+                    features_digest: digest.clone(),
+                    temperature: head.temperature,
+                    training: serde_json::Value::Null,
+                },
+                dim: head.dim,
+                hidden: head.hidden,
+                weights: head.weights,
+                bias: head.bias,
+            };
+            candidates.push(c);
+            if better {
+                best = Some((candidates.len() - 1, head));
+            }
         }
     }
     let (chosen, mut head) = best.ok_or_else(|| TuneError::Data("no featuriser to try".into()))?;
@@ -314,8 +371,20 @@ pub fn tune_classifier(
         .iter()
         .map(|l| (l.as_str(), ty.iter().filter(|&&y| labels[y] == *l).count()))
         .collect();
+    let learner = match c.head {
+        HeadKind::Linear => "softmax regression (bantam-learn), balanced class weights, early stopping, temperature scaling".to_string(),
+        HeadKind::Mlp => format!(
+            "MLP (bantam-learn): {} ReLU units, dropout {}, mini-batches of {}, balanced class weights, early stopping, temperature scaling",
+            opts.mlp.hidden, opts.mlp.dropout, opts.mlp.batch
+        ),
+    };
+    let (l2, lr) = match c.head {
+        HeadKind::Linear => (opts.learner.l2, opts.learner.lr),
+        HeadKind::Mlp => (opts.mlp.l2, opts.mlp.lr),
+    };
     head.meta.training = serde_json::json!({
-        "learner": "softmax regression (bantam-learn), balanced class weights, early stopping, temperature scaling",
+        "learner": learner,
+        "head": c.head.name(),
         "train_rows": tr.len(),
         "val_rows": va.len(),
         "val_accuracy": c.val_accuracy,
@@ -324,11 +393,12 @@ pub fn tune_classifier(
         "epochs": c.report.epochs,
         "best_epoch": c.report.best_epoch,
         "seed": opts.seed,
-        "l2": opts.learner.l2,
-        "lr": opts.learner.lr,
+        "l2": l2,
+        "lr": lr,
         "examples_per_label": per_label,
         "candidates": candidates.iter().map(|c| serde_json::json!({
-            "features": c.features, "val_accuracy": c.val_accuracy, "val_loss": c.val_loss,
+            "features": c.features, "head": c.head.name(),
+            "val_accuracy": c.val_accuracy, "val_loss": c.val_loss,
         })).collect::<Vec<_>>(),
     });
     Ok(Tuned {
@@ -338,6 +408,61 @@ pub fn tune_classifier(
         train_rows: tr.len(),
         val_rows: va.len(),
     })
+}
+
+/// Train one head on features `x` (labels `y`), validated on `(vx, vy)`. The
+/// returned head's metadata is a placeholder for the caller to fill in, except
+/// the temperature.
+fn train_head(
+    kind: HeadKind,
+    x: &[Vec<f32>],
+    y: &[usize],
+    vx: &[Vec<f32>],
+    vy: &[usize],
+    classes: usize,
+    opts: &TuneOptions,
+) -> (HeadWeights, SoftmaxReport) {
+    match kind {
+        HeadKind::Linear => {
+            let (m, r) = train_softmax(x, y, vx, vy, classes, opts.learner, &mut |_, _| {});
+            let w = HeadWeights {
+                dim: m.dim,
+                hidden: None,
+                weights: m.weights,
+                bias: m.bias,
+                temperature: m.temperature,
+            };
+            (w, r)
+        }
+        HeadKind::Mlp => {
+            let mlp = MlpOptions {
+                seed: opts.seed,
+                ..opts.mlp
+            };
+            let (m, r) = train_mlp(x, y, vx, vy, classes, mlp, &mut |_, _| {});
+            let w = HeadWeights {
+                dim: m.dim,
+                hidden: Some(HiddenLayer {
+                    width: m.hidden,
+                    weights: m.w1,
+                    bias: m.b1,
+                }),
+                weights: m.w2,
+                bias: m.b2,
+                temperature: m.temperature,
+            };
+            (w, r)
+        }
+    }
+}
+
+/// A trained head's numbers, before its metadata is known.
+struct HeadWeights {
+    dim: usize,
+    hidden: Option<HiddenLayer>,
+    weights: Vec<f32>,
+    bias: Vec<f32>,
+    temperature: f32,
 }
 
 /// sha256 of the training data as given (lineage).
@@ -359,14 +484,14 @@ pub fn install(
 ) -> Result<Manifest, TuneError> {
     let mut tmp = store
         .staging_file()
-        .map_err(|e| TuneError::Install(e.to_string()))?;
+        .map_err(|e| TuneError::Install(format!("{e}{}", store.full_disk_hint())))?;
     tuned
         .head
         .write_to(name, tmp.as_file_mut())
-        .map_err(|e| TuneError::Install(e.to_string()))?;
+        .map_err(|e| TuneError::Install(format!("{e}{}", store.full_disk_hint())))?;
     tmp.as_file()
         .sync_all()
-        .map_err(|e| TuneError::Install(e.to_string()))?;
+        .map_err(|e| TuneError::Install(format!("{e}{}", store.full_disk_hint())))?;
     let opts = PullOptions {
         name: Some(name.to_string()),
         lineage: Lineage {
@@ -378,12 +503,12 @@ pub fn install(
     };
     let mut m = store
         .import_file(tmp.path(), &opts, &bantam_store::NoProgress)
-        .map_err(|e| TuneError::Install(e.to_string()))?;
+        .map_err(|e| TuneError::Install(format!("{e}{}", store.full_disk_hint())))?;
     // Where it came from, rather than the temporary file's name.
     m.source = source.to_string();
     store
         .write_manifest(&m)
-        .map_err(|e| TuneError::Install(e.to_string()))?;
+        .map_err(|e| TuneError::Install(format!("{e}{}", store.full_disk_hint())))?;
     Ok(m)
 }
 
@@ -439,6 +564,51 @@ mod tests {
         let x = bantam_api::features::HashedNgrams.features("my card was declined");
         let p = back.probabilities(&x);
         assert_eq!(bantam_learn::softmax::argmax(&p), 0, "{p:?}");
+    }
+
+    #[test]
+    fn an_mlp_head_is_tried_beside_the_linear_one_and_served_from_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut data = Vec::new();
+        for i in 0..30 {
+            data.push(ex(&format!("card declined at the shop {i}"), "card"));
+            data.push(ex(&format!("send money to a friend {i}"), "transfer"));
+        }
+        let opts = TuneOptions {
+            heads: HeadKind::parse_list("auto").unwrap(),
+            mlp: MlpOptions {
+                hidden: 8,
+                max_epochs: 30,
+                ..MlpOptions::default()
+            },
+            ..hashed_opts()
+        };
+        let tuned = tune_classifier(&store, &data, None, &opts, &mut |_, _, _| {}).unwrap();
+        let heads: Vec<HeadKind> = tuned.candidates.iter().map(|c| c.head).collect();
+        assert_eq!(heads, [HeadKind::Linear, HeadKind::Mlp]);
+        assert!(
+            tuned.candidates[1].val_accuracy > 0.9,
+            "{:?}",
+            tuned.candidates
+        );
+        // Force the MLP and check that the installed file answers like it.
+        let opts = TuneOptions {
+            heads: vec![HeadKind::Mlp],
+            ..opts
+        };
+        let tuned = tune_classifier(&store, &data, None, &opts, &mut |_, _, _| {}).unwrap();
+        assert_eq!(tuned.head.hidden.as_ref().map(|h| h.width), Some(8));
+        assert_eq!(tuned.head.meta.training["head"], "mlp");
+        let m = install(&store, "intents:mlp", &tuned, "abc", "tune:test").unwrap();
+        let back = ClassifierHead::read(&store.blob_path(&m)).unwrap();
+        assert_eq!(back.format(), 2);
+        let x = bantam_api::features::HashedNgrams.features("send money to my friend");
+        assert_eq!(back.probabilities(&x), tuned.head.probabilities(&x));
+        assert_eq!(bantam_learn::softmax::argmax(&back.probabilities(&x)), 1);
+        for bad in ["", "deep", "linear,tree"] {
+            assert!(HeadKind::parse_list(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

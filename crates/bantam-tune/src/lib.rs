@@ -15,5 +15,6 @@ pub mod merge;
 pub mod quantize;
 
 pub use classify::{
-    install, load_examples, tune_classifier, Candidate, Example, TuneError, TuneOptions, Tuned,
+    install, load_examples, tune_classifier, Candidate, Example, HeadKind, TuneError, TuneOptions,
+    Tuned,
 };

@@ -7,9 +7,9 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use bantam_api::features::{hashed, STATIC_PREFIX};
-use bantam_learn::SoftmaxOptions;
+use bantam_learn::{MlpOptions, SoftmaxOptions};
 use bantam_store::Store;
-use bantam_tune::{load_examples, TuneOptions};
+use bantam_tune::{load_examples, HeadKind, TuneOptions};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -38,6 +38,15 @@ pub struct ClassifyArgs {
     /// in turn, the best kept.
     #[arg(long, default_value = "auto")]
     pub features: String,
+    /// The head over the features: `linear` (softmax regression), `mlp` (one
+    /// hidden ReLU layer; for label sets a line separates poorly), or `auto`
+    /// (both on every featuriser; the best on validation is kept, the linear one
+    /// on a tie).
+    #[arg(long, default_value = "auto")]
+    pub head: String,
+    /// Hidden units of an MLP head.
+    #[arg(long, default_value_t = 256)]
+    pub hidden: usize,
     /// Field (JSONL) or column (CSV) of the text.
     #[arg(long, default_value = "input")]
     pub input_field: String,
@@ -53,13 +62,14 @@ pub struct ClassifyArgs {
     /// Seed of the validation split.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// L2 penalty.
+    /// L2 penalty of the linear head.
     #[arg(long, default_value_t = 1e-3)]
     pub l2: f32,
-    /// Adam step size.
+    /// Adam step size of the linear head.
     #[arg(long, default_value_t = 0.02)]
     pub lr: f32,
-    /// Most training steps (training stops earlier when validation loss stops improving).
+    /// Most full-batch steps of the linear head (training stops earlier when the
+    /// validation loss stops improving).
     #[arg(long, default_value_t = 600)]
     pub max_epochs: usize,
     /// Threads of the encoder (0 = physical cores).
@@ -115,8 +125,16 @@ fn classify(home: &Path, a: ClassifyArgs) -> Result<()> {
         }
         None => None,
     };
+    if !(1..=8192).contains(&a.hidden) {
+        bail!("--hidden must be between 1 and 8192 units");
+    }
     let opts = TuneOptions {
         features: candidates(&store, &a.features),
+        heads: HeadKind::parse_list(&a.head).context("--head")?,
+        mlp: MlpOptions {
+            hidden: a.hidden,
+            ..MlpOptions::default()
+        },
         val_fraction: a.val_fraction,
         seed: a.seed,
         learner: SoftmaxOptions {
@@ -160,14 +178,15 @@ fn classify(home: &Path, a: ClassifyArgs) -> Result<()> {
     )?;
     writeln!(
         out,
-        "\n{:<28} {:>14} {:>9} {:>10} {:>9}",
-        "features", "val accuracy", "val loss", "features s", "train s"
+        "\n{:<28} {:<6} {:>14} {:>9} {:>10} {:>9}",
+        "features", "head", "val accuracy", "val loss", "features s", "train s"
     )?;
     for (i, c) in tuned.candidates.iter().enumerate() {
         writeln!(
             out,
-            "{:<28} {:>13.1}% {:>9.3} {:>10.1} {:>9.1}{}",
+            "{:<28} {:<6} {:>13.1}% {:>9.3} {:>10.1} {:>9.1}{}",
             c.features,
+            c.head.name(),
             c.val_accuracy * 100.0,
             c.val_loss,
             c.featurise_secs,
