@@ -290,6 +290,41 @@ fn a_checkpoint_restores_adapters_moments_and_position() {
             .unwrap();
         assert_eq!(d, 0.0, "{n}");
     }
+    // A later save killed after its tensors were written but before its state:
+    // the state still names the earlier tensors, which load whole.
+    let later = TrainState {
+        step: state.step + 20,
+        ..state.clone()
+    };
+    let zeros = Lora::init(&base, &targets, 8, 16.0, 7).unwrap();
+    let other = dir.path().join("other");
+    train::save_checkpoint(&other, &zeros, &adam, &later, &opts, "fp").unwrap();
+    let half = format!("tensors-{}.safetensors", later.step);
+    std::fs::copy(other.join(&half), ck.join(&half)).unwrap();
+    let again = Lora::init(&base, &targets, 8, 16.0, 98).unwrap();
+    let (_, st3, _) = train::load_checkpoint(&ck, &again, "fp").unwrap();
+    assert_eq!(st3, state);
+    for ((n, a), (_, b)) in lora.named_vars().into_iter().zip(again.named_vars()) {
+        let same = (a.as_tensor() - b.as_tensor())
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+            == 0.0;
+        assert!(same, "{n}");
+    }
+    // The next complete save names its own tensors and removes the older files.
+    train::save_checkpoint(&ck, &lora, &adam, &later, &opts, "fp").unwrap();
+    let mut files: Vec<String> = std::fs::read_dir(&ck)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(files, ["state.json", half.as_str()]);
 }
 
 #[test]

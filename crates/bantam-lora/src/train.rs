@@ -385,19 +385,32 @@ pub fn save_checkpoint(
         tensors.insert(format!("m/{n}"), adam.m[&n].clone());
         tensors.insert(format!("v/{n}"), adam.v[&n].clone());
     }
-    let tmp = dir.join("tensors.safetensors.tmp");
+    // The tensors go to a file named by the step, and state.json, renamed into
+    // place last, names it: a process killed anywhere in between leaves the
+    // previous checkpoint whole (state and tensors of the same step).
+    let name = format!("tensors-{}.safetensors", state.step);
+    let tmp = dir.join(format!("{name}.tmp"));
     candle_core::safetensors::save(&tensors, &tmp)?;
-    std::fs::rename(&tmp, dir.join("tensors.safetensors"))
-        .map_err(|e| LoraError::Io(dir.into(), e))?;
+    std::fs::rename(&tmp, dir.join(&name)).map_err(|e| LoraError::Io(dir.into(), e))?;
     let meta = serde_json::json!({
         "fingerprint": fingerprint,
         "options": opts,
         "state": state,
+        "tensors": name,
     });
     let tmp = dir.join("state.json.tmp");
     std::fs::write(&tmp, serde_json::to_vec_pretty(&meta).expect("json"))
         .map_err(|e| LoraError::Io(tmp.clone(), e))?;
     std::fs::rename(&tmp, dir.join("state.json")).map_err(|e| LoraError::Io(dir.into(), e))?;
+    // Older tensor files are no longer named by the state.
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let f = e.file_name().to_string_lossy().into_owned();
+            if f.starts_with("tensors") && f != name {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
     Ok(())
 }
 
@@ -421,7 +434,11 @@ pub fn load_checkpoint(
         .map_err(|e| LoraError::Checkpoint(format!("state: {e}")))?;
     let opts: TrainOptions = serde_json::from_value(meta["options"].clone())
         .map_err(|e| LoraError::Checkpoint(format!("options: {e}")))?;
-    let tensors = candle_core::safetensors::load(dir.join("tensors.safetensors"), &Device::Cpu)?;
+    let file = meta["tensors"].as_str().unwrap_or("tensors.safetensors");
+    if file.contains(['/', '\\']) || file.starts_with('.') {
+        return Err(LoraError::Checkpoint(format!("state.json names {file:?}")));
+    }
+    let tensors = candle_core::safetensors::load(dir.join(file), &Device::Cpu)?;
     let mut m = HashMap::new();
     let mut v = HashMap::new();
     let get = |k: &str| {
