@@ -6,7 +6,9 @@
 //! * `{"messages": [{"role", "content"}, …]}`: rendered with the base model's
 //!   chat template; the loss covers every assistant turn.
 //! * `{"<input>": …, "<output>": …}` (`input`/`output`, `prompt`/`completion`
-//!   or the fields given): a user turn and the assistant's answer.
+//!   or the fields given): a user turn and the assistant's answer; with a
+//!   prompt template (as `bantam eval --prompt-template`), the messages it
+//!   renders for the input, so that training and serving ask alike.
 //! * labelled texts (`input`/`expected` or the fields given; JSONL or CSV):
 //!   rendered with exactly the prompt `/v1/classify` uses for that label set,
 //!   the label as the answer, so the adapter serves classification by label
@@ -17,6 +19,7 @@ use std::path::{Path, PathBuf};
 use bantam_api::ClassifyTask;
 use bantam_engine::template::TemplateMessage;
 use bantam_engine::ChatTokenizer;
+use bantam_eval::prompt::{PromptTask, PromptTemplate};
 use bantam_lora::train::{self, Adam, EpochLoss, Observer, Outcome, TrainState};
 use bantam_lora::{BaseModel, Example, Lora, TrainOptions};
 use bantam_store::Lineage;
@@ -36,10 +39,14 @@ pub struct Fields {
     pub output: Option<String>,
     /// Label field of classification data.
     pub label: String,
-    /// A `/v1/classify` prompt template for labelled data (its `prompt` field:
-    /// `[system]`/`[user]` lines, `{input}`, `{labels}`) instead of the default
-    /// instructions and label list; serve with the same template.
-    pub classify_prompt: Option<String>,
+    /// A prompt template (`[system]`/`[user]` lines, `{input}`): for labelled
+    /// data a `/v1/classify` one (`{labels}` allowed) instead of the default
+    /// instructions and label list; for pairs the messages around each input
+    /// (`{schema}` allowed, filled from `schema`). Serve and evaluate with the
+    /// same template.
+    pub prompt: Option<String>,
+    /// The JSON Schema a pair template's `{schema}` stands for.
+    pub schema: Option<Value>,
 }
 
 impl Default for Fields {
@@ -48,7 +55,8 @@ impl Default for Fields {
             input: "input".into(),
             output: None,
             label: "expected".into(),
-            classify_prompt: None,
+            prompt: None,
+            schema: None,
         }
     }
 }
@@ -146,6 +154,13 @@ pub fn prepare(
     let rows;
     match first.as_ref().map(|r| (r, &r[0])) {
         Some((rows_v, r0)) if r0.get("messages").is_some() => {
+            if fields.prompt.is_some() {
+                return Err(TuneError::Data(format!(
+                    "{}: conversations carry their own messages; a prompt template applies \
+                     to input/output pairs and labelled texts",
+                    path.display()
+                )));
+            }
             format = DataFormat::Chat;
             rows = rows_v.len();
             for (i, r) in rows_v.iter().enumerate() {
@@ -174,6 +189,20 @@ pub fn prepare(
             } else {
                 "prompt"
             };
+            let template = match &fields.prompt {
+                Some(text) => {
+                    let t = PromptTemplate::parse(text, PromptTask::Extract)
+                        .map_err(|e| TuneError::Data(format!("prompt template: {e}")))?;
+                    if t.uses_schema() && fields.schema.is_none() {
+                        return Err(TuneError::Data(
+                            "the prompt template uses {schema}: give the schema (--schema FILE)"
+                                .into(),
+                        ));
+                    }
+                    Some(t)
+                }
+                None => None,
+            };
             for (i, r) in rows_v.iter().enumerate() {
                 let out_f = output_field(fields, r).unwrap_or("output");
                 let (Some(inp), Some(out)) = (
@@ -186,14 +215,17 @@ pub fn prepare(
                         format!("needs string fields {input_f:?} and {out_f:?}"),
                     ));
                 };
-                let msgs = [
-                    TemplateMessage::new("user", inp),
-                    TemplateMessage::new("assistant", out),
-                ];
+                let mut msgs = match &template {
+                    Some(t) => t.render(inp, fields.schema.as_ref()),
+                    None => vec![TemplateMessage::new("user", inp)],
+                };
+                msgs.push(TemplateMessage::new("assistant", out));
                 seqs.push(match tok.tokenize_chat(&msgs) {
                     Ok(s) => s,
                     // No chat template: plain completion text.
-                    Err(bantam_engine::EngineError::Template(_)) => tok.tokenize_plain(inp, out),
+                    Err(bantam_engine::EngineError::Template(_)) if template.is_none() => {
+                        tok.tokenize_plain(inp, out)
+                    }
                     Err(e) => return Err(data_err(path, i + 1, e)),
                 });
             }
@@ -219,7 +251,7 @@ pub fn prepare(
             // The prompt /v1/classify renders for this label set.
             let task = ClassifyTask::new(
                 serde_json::from_value(json!({"model": base_name, "input": "x", "labels": names,
-                    "prompt": fields.classify_prompt}))
+                    "prompt": fields.prompt}))
                 .map_err(|e| TuneError::Data(format!("labels: {e}")))?,
             )
             .map_err(|e| TuneError::Data(format!("labels: {}", e.message)))?;
@@ -429,7 +461,7 @@ pub fn install_adapter(
     data_sha: &str,
     source: &str,
 ) -> Result<Manifest, TuneError> {
-    let inst = |e: String| TuneError::Install(e);
+    let inst = |e: String| TuneError::Install(format!("{e}{}", store.full_disk_hint()));
     let mut tmp = store.staging_file().map_err(|e| inst(e.to_string()))?;
     trained
         .lora

@@ -32,7 +32,7 @@ pub fn merge_adapter(
 ) -> Result<Merged, TuneError> {
     let started = Instant::now();
     let data = |e: String| TuneError::Data(e);
-    let inst = |e: String| TuneError::Install(e);
+    let inst = |e: String| TuneError::Install(format!("{e}{}", store.full_disk_hint()));
     let am = store.get(adapter).map_err(|e| data(e.to_string()))?;
     if !am.is_adapter() {
         return Err(data(format!(

@@ -123,7 +123,7 @@ pub fn quantize_model(
     // llama.cpp writes the file by name; the staging file's lock stays ours.
     let tmp = store
         .staging_file()
-        .map_err(|e| TuneError::Install(e.to_string()))?;
+        .map_err(|e| TuneError::Install(format!("{e}{}", store.full_disk_hint())))?;
     let started = Instant::now();
     bantam_llama::quantize(
         bantam_llama::runtime(),
@@ -133,7 +133,7 @@ pub fn quantize_model(
         threads,
         allow_requantize,
     )
-    .map_err(|e| TuneError::Install(e.to_string()))?;
+    .map_err(|e| TuneError::Install(format!("{e}{}", store.full_disk_hint())))?;
     let quantize_secs = started.elapsed().as_secs_f64();
     let (cosine, divergence, texts_per_s) = if embedding {
         let load = |p: &Path| {
@@ -179,14 +179,14 @@ pub fn quantize_model(
     };
     let mut installed = store
         .import_file(tmp.path(), &opts, &bantam_store::NoProgress)
-        .map_err(|e| TuneError::Install(e.to_string()))?;
+        .map_err(|e| TuneError::Install(format!("{e}{}", store.full_disk_hint())))?;
     installed.source = format!("bantam quantize {source} --to {}", to.name());
     if installed.options.is_empty() {
         installed.options = m.options.clone();
     }
     store
         .write_manifest(&installed)
-        .map_err(|e| TuneError::Install(e.to_string()))?;
+        .map_err(|e| TuneError::Install(format!("{e}{}", store.full_disk_hint())))?;
     let report = QuantizeReport {
         source: m.name.clone(),
         target: installed.name.clone(),

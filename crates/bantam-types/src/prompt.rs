@@ -264,6 +264,13 @@ impl PromptTemplate {
         Ok(PromptTemplate { messages })
     }
 
+    /// Does the template show the JSON Schema (`{schema}`)?
+    pub fn uses_schema(&self) -> bool {
+        self.messages
+            .iter()
+            .any(|(_, ps)| ps.contains(&Piece::Schema))
+    }
+
     /// The messages for one item.
     pub fn render(&self, input: &str, schema: Option<&Value>) -> Vec<TemplateMessage> {
         self.render_all(input, schema, &[])

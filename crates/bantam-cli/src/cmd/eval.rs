@@ -49,6 +49,8 @@ Examples:
   bantam eval qa.jsonl --task qa --target qwen2.5-coder:1.5b \\
       --target https://api.openai.com/v1#gpt-4o-mini --price-in 0.15 --price-out 0.6
   bantam eval qa.jsonl --task qa --target smollm2:135m --prompt-template qa.txt
+  bantam eval test.jsonl --task classify --target qwen2.5-coder:0.5b \\
+      --target banking:lora --target-template banking:lora=prompt.txt
   bantam eval --show-template summarize
   bantam eval --hardware --target smollm2:135m --target gemma3:270m --out hw")]
 pub struct EvalArgs {
@@ -77,6 +79,11 @@ pub struct EvalArgs {
     /// Prompt template (replaces the task's default, shown by --show-template).
     #[arg(long, value_name = "FILE")]
     pub prompt_template: Option<PathBuf>,
+    /// A prompt template for one target only, instead of --prompt-template or the
+    /// default (repeatable): e.g. a tuned adapter asked as it was trained, beside
+    /// base models asked with the default prompt.
+    #[arg(long, value_name = "TARGET=FILE")]
+    pub target_template: Vec<String>,
     /// Print the default prompt template of a task and exit.
     #[arg(long, value_name = "TASK")]
     pub show_template: Option<String>,
@@ -250,6 +257,7 @@ pub fn eval(home: &Path, a: EvalArgs) -> Result<()> {
         bail!("--hardware-reps must be at least 1");
     }
     let targets = targets(&a)?;
+    target_templates(&a)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -291,6 +299,7 @@ pub fn eval(home: &Path, a: EvalArgs) -> Result<()> {
             doc.insert("dataset".into(), json!(dataset.display().to_string()));
             doc.insert("task".into(), json!(task.name()));
             doc.insert("targets".into(), Value::Object(summary.clone()));
+            record_in_manifests(home, &a, dataset, &task, &targets, &summary, &out_dir)?;
             Some((task, summary))
         }
         None => {
@@ -396,14 +405,19 @@ fn evaluate(
         None => all_items.clone(),
     };
     let task = parse_task(a, task_name, &all_items)?;
+    let load = |p: &Path| -> Result<prompt::PromptTemplate> {
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+        prompt::parse(&text, &task).with_context(|| format!("{}", p.display()))
+    };
     let template = match &a.prompt_template {
-        Some(p) => {
-            let text =
-                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            Some(prompt::parse(&text, &task).with_context(|| format!("{}", p.display()))?)
-        }
+        Some(p) => Some(load(p)?),
         None => None,
     };
+    let mut per_target: BTreeMap<String, prompt::PromptTemplate> = BTreeMap::new();
+    for (target, path) in target_templates(a)? {
+        per_target.insert(target, load(&path)?);
+    }
     let items_path = out_dir.join("items.jsonl");
     let mut all = read_done(&items_path)?;
     // Rewrite what survived (a line cut by a kill is dropped) before appending.
@@ -459,7 +473,8 @@ fn evaluate(
             .append(true)
             .open(&items_path)?;
         let mut write_err = None;
-        let outcome = rt.block_on(run::run(runner, &task, template.as_ref(), &todo, |r| {
+        let template = per_target.get(target).or(template.as_ref());
+        let outcome = rt.block_on(run::run(runner, &task, template, &todo, |r| {
             let line = serde_json::to_string(&r).unwrap_or_default();
             if let Err(e) = writeln!(file, "{line}").and_then(|()| file.flush()) {
                 write_err.get_or_insert(e);
@@ -543,7 +558,117 @@ fn evaluate(
         meta.details
             .push(("prompt template".into(), p.display().to_string()));
     }
+    for (target, path) in target_templates(a)? {
+        meta.details.push((
+            format!("prompt template of {target}"),
+            path.display().to_string(),
+        ));
+    }
     Ok((task, summary))
+}
+
+/// `--target-template TARGET=FILE` pairs; each TARGET must be a `--target`.
+fn target_templates(a: &EvalArgs) -> Result<Vec<(String, PathBuf)>> {
+    let mut out: Vec<(String, PathBuf)> = Vec::new();
+    for spec in &a.target_template {
+        let Some((target, file)) = spec.rsplit_once('=') else {
+            bail!("--target-template {spec:?}: write TARGET=FILE");
+        };
+        if !a.targets.iter().any(|t| t == target) {
+            bail!(
+                "--target-template {spec:?}: {target:?} is not one of the --target values ({})",
+                a.targets.join(", ")
+            );
+        }
+        if out.iter().any(|(t, _)| t == target) {
+            bail!("--target-template: {target:?} is given twice");
+        }
+        out.push((target.to_string(), PathBuf::from(file)));
+    }
+    Ok(out)
+}
+
+/// Keep each result in the manifest of the store model it measured, when that
+/// model was made here (tuned, quantized, merged): `bantam show` then says what
+/// the tuning bought. Pulled models and `.gguf` paths are left as they are.
+fn record_in_manifests(
+    home: &Path,
+    a: &EvalArgs,
+    dataset: &Path,
+    task: &Task,
+    targets: &[(String, TargetSpec, Option<Upstream>)],
+    summary: &Map<String, Value>,
+    out_dir: &Path,
+) -> Result<()> {
+    let store = bantam_store::Store::open(home)?;
+    let mut derived = Vec::new();
+    for (target, spec, _) in targets {
+        if let TargetSpec::Local(model) = spec {
+            match store.get(model) {
+                Ok(m) if m.is_derived() => derived.push((target, m)),
+                _ => {}
+            }
+        }
+    }
+    if derived.is_empty() {
+        return Ok(());
+    }
+    let data_sha = bantam_tune::classify::data_sha256(dataset)?;
+    let per_target = target_templates(a)?;
+    for (target, m) in derived {
+        let template_path = per_target
+            .iter()
+            .find(|(t, _)| t == target)
+            .map(|(_, p)| p)
+            .or(a.prompt_template.as_ref());
+        let template = match template_path {
+            Some(p) => {
+                let text = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+                Some(hex_sha256(&text))
+            }
+            None => None,
+        };
+        let s = &summary[target.as_str()];
+        let items = s["items"].as_u64().unwrap_or(0);
+        let metrics: Map<String, Value> = s
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(_, v)| v.is_number())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let key = format!(
+            "{}:{}:{}:{}",
+            task.name(),
+            &data_sha[..16],
+            items,
+            template.as_deref().map_or("default", |t| &t[..16])
+        );
+        let record = json!({
+            "task": task.name(),
+            "dataset": dataset.display().to_string(),
+            "dataset_sha256": data_sha,
+            "items": items,
+            "prompt_template": template_path.map(|p| p.display().to_string()),
+            "metrics": metrics,
+            "results": out_dir.display().to_string(),
+        });
+        if store.record_eval(&m.name, &m.digest, &key, record)? {
+            eprintln!(
+                "{}: result kept in its manifest (bantam show {})",
+                m.name, m.name
+            );
+        }
+    }
+    Ok(())
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn write_atomic(path: &Path, text: &str) -> Result<()> {

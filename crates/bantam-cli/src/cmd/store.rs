@@ -300,6 +300,14 @@ pub fn show(home: &Path, a: ShowArgs) -> Result<()> {
                 }
             );
             println!(
+                "  head            {}",
+                match &h.hidden {
+                    Some(l) =>
+                        format!("MLP: {} → {} ReLU units → {}", h.dim, l.width, labels.len()),
+                    None => format!("linear: {} → {}", h.dim, labels.len()),
+                }
+            );
+            println!(
                 "  validation      accuracy {:.1}% on {} examples ({} trained on); temperature {:.2}",
                 t["val_accuracy"].as_f64().unwrap_or(0.0) * 100.0,
                 t["val_rows"],
@@ -337,6 +345,12 @@ pub fn show(home: &Path, a: ShowArgs) -> Result<()> {
     }
     if let Some(t) = &m.training {
         print_training(t);
+    }
+    if !m.evals.is_empty() {
+        println!("  evaluations (bantam eval; newest last)");
+        for e in &m.evals {
+            print_eval(e);
+        }
     }
     if !m.options.is_empty() {
         println!("  options");
@@ -565,4 +579,44 @@ fn print_training(t: &serde_json::Value) {
     if let Some(ev) = t.get("eval") {
         println!("    eval          {ev}");
     }
+}
+
+/// One `bantam eval` result kept in a manifest, on one line: date, task, dataset,
+/// and the task's headline metrics.
+fn print_eval(e: &serde_json::Value) {
+    const HEADLINE: [&str; 10] = [
+        "accuracy",
+        "macro_f1",
+        "field_f1",
+        "schema_valid_rate",
+        "exact_match",
+        "f1",
+        "rouge1",
+        "rougeL",
+        "bleu",
+        "items_per_s",
+    ];
+    let m = &e["metrics"];
+    let figures: Vec<String> = HEADLINE
+        .iter()
+        .filter_map(|k| m[*k].as_f64().map(|v| format!("{k} {v:.4}")))
+        .collect();
+    let dataset = e["dataset"].as_str().unwrap_or("?");
+    let file = Path::new(dataset)
+        .file_name()
+        .map_or(dataset.into(), |n| n.to_string_lossy());
+    let sha = e["dataset_sha256"].as_str().unwrap_or("");
+    println!(
+        "    {}  {:<9} {} ({} items, sha256 {}{})  {}",
+        e["date"].as_str().map_or("?", |d| &d[..d.len().min(10)]),
+        e["task"].as_str().unwrap_or("?"),
+        file,
+        e["items"],
+        &sha[..sha.len().min(12)],
+        e["prompt_template"]
+            .as_str()
+            .map(|p| format!(", prompt {p}"))
+            .unwrap_or_default(),
+        figures.join("  ")
+    );
 }

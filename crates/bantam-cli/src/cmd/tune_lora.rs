@@ -82,12 +82,17 @@ pub struct LoraArgs {
     /// Label field of labelled data.
     #[arg(long, default_value = "expected")]
     pub label_field: String,
-    /// Labelled data: render each text with this `/v1/classify` prompt template
-    /// (`[system]`/`[user]` lines, `{input}`, `{labels}`; as `bantam eval
-    /// --prompt-template`) instead of the default instructions and label list.
-    /// Serve and evaluate with the same template.
+    /// A prompt template (`[system]`/`[user]` lines and `{input}`, as `bantam
+    /// eval --prompt-template`). Labelled data: a `/v1/classify` template
+    /// (`{labels}` allowed) instead of the default instructions and label list.
+    /// Input/output pairs: the messages around each input (`{schema}` allowed,
+    /// with --schema). Serve and evaluate with the same template.
     #[arg(long, value_name = "FILE")]
     pub prompt_template: Option<PathBuf>,
+    /// The JSON Schema a pair template's `{schema}` stands for (as `bantam eval
+    /// --task extract --schema`).
+    #[arg(long, value_name = "FILE")]
+    pub schema: Option<PathBuf>,
 }
 
 struct Progress {
@@ -178,9 +183,20 @@ pub fn lora(home: &Path, a: LoraArgs) -> Result<()> {
         max_grad_norm: 1.0,
         warmup_steps: a.warmup,
     };
-    let classify_prompt = match &a.prompt_template {
+    let prompt = match &a.prompt_template {
         Some(p) => {
             Some(std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)
+        }
+        None => None,
+    };
+    let schema: Option<serde_json::Value> = match &a.schema {
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            Some(
+                serde_json::from_str(&text)
+                    .with_context(|| format!("{}: not a JSON Schema", p.display()))?,
+            )
         }
         None => None,
     };
@@ -188,7 +204,8 @@ pub fn lora(home: &Path, a: LoraArgs) -> Result<()> {
         input: a.input_field.clone(),
         output: a.output_field.clone(),
         label: a.label_field.clone(),
-        classify_prompt: classify_prompt.clone(),
+        prompt: prompt.clone(),
+        schema: schema.clone(),
     };
     let started = Instant::now();
     let tok = ChatTokenizer::load(&base_path, base.template.as_deref())?;
@@ -255,13 +272,14 @@ pub fn lora(home: &Path, a: LoraArgs) -> Result<()> {
         epochs: a.epochs,
     };
     eprintln!(
-        "training LoRA r={} alpha={} on {} of {} ({}), {} epochs",
+        "training LoRA r={} alpha={} on {} of {} ({}), {} epoch{}",
         a.rank,
         a.alpha,
         opts.targets.join(","),
         a.base,
         base.architecture.as_deref().unwrap_or("?"),
-        a.epochs
+        a.epochs,
+        if a.epochs == 1 { "" } else { "s" }
     );
     let trained = tl::train_adapter(
         &base_path,
@@ -301,7 +319,8 @@ pub fn lora(home: &Path, a: LoraArgs) -> Result<()> {
             "dropped": prepared.dropped,
         },
         "labels": labels,
-        "prompt_template": classify_prompt,
+        "prompt_template": prompt,
+        "schema": schema,
         "initial_val_loss": trained.initial_val_loss,
         "curve": trained.curve,
         "steps": trained.steps,
