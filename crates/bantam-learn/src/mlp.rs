@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::adam::Adam;
 use crate::softmax::{
-    argmax, class_weights, expected_calibration_error, fit_temperature, nll, softmax_in_place,
-    standardiser, SoftmaxReport,
+    argmax, calibrated_report, class_weights, nll, softmax_in_place, standardise, standardiser,
+    SoftmaxReport,
 };
 use crate::split::SplitMix;
 
@@ -229,15 +229,8 @@ pub fn train_mlp(
 ) -> (MlpModel, SoftmaxReport) {
     let dim = x.first().map_or(0, Vec::len);
     let (mean, scale) = standardiser(x);
-    let standard = |xi: &Vec<f32>| -> Vec<f32> {
-        xi.iter()
-            .zip(&mean)
-            .zip(&scale)
-            .map(|((v, m), s)| (v - m) / s)
-            .collect()
-    };
-    let xs: Vec<Vec<f32>> = x.iter().map(standard).collect();
-    let vs: Vec<Vec<f32>> = val_x.iter().map(standard).collect();
+    let xs = standardise(x, &mean, &scale);
+    let vs = standardise(val_x, &mean, &scale);
     let cw = class_weights(y, classes, opts.balanced);
     let l = Layout {
         dim,
@@ -317,7 +310,17 @@ pub fn train_mlp(
     }
     let (val_loss, best_epoch, params, train_loss) = best;
     let vl = val_logits(&params, &mut h);
-    let temperature = fit_temperature(&vl, val_y);
+    let (temperature, report) = calibrated_report(
+        &vl,
+        val_y,
+        SoftmaxReport {
+            epochs,
+            best_epoch,
+            train_loss,
+            val_loss,
+            ..SoftmaxReport::default()
+        },
+    );
     // Fold the standardisation into the hidden layer.
     let mut w1 = params[l.w1()].to_vec();
     let mut b1 = params[l.b1()].to_vec();
@@ -336,32 +339,6 @@ pub fn train_mlp(
         w2: params[l.w2()].to_vec(),
         b2: params[l.b2()].to_vec(),
         temperature,
-    };
-    let probs = |t: f32| -> Vec<Vec<f32>> {
-        vl.iter()
-            .map(|z| {
-                let mut z: Vec<f32> = z.iter().map(|v| v / t).collect();
-                softmax_in_place(&mut z);
-                z
-            })
-            .collect()
-    };
-    let correct = vl
-        .iter()
-        .zip(val_y)
-        .filter(|(z, &c)| argmax(z) == c)
-        .count();
-    let report = SoftmaxReport {
-        epochs,
-        best_epoch,
-        train_loss,
-        val_loss,
-        val_loss_calibrated: nll(&vl, val_y, temperature),
-        val_accuracy: correct as f64 / val_y.len().max(1) as f64,
-        val_ece: (
-            expected_calibration_error(&probs(1.0), val_y),
-            expected_calibration_error(&probs(temperature), val_y),
-        ),
     };
     (model, report)
 }

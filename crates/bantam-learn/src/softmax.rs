@@ -205,6 +205,19 @@ pub(crate) fn standardiser(x: &[Vec<f32>]) -> (Vec<f32>, Vec<f32>) {
     (mean, scale)
 }
 
+/// `x` standardised with the training set's `mean` and `scale`.
+pub(crate) fn standardise(x: &[Vec<f32>], mean: &[f32], scale: &[f32]) -> Vec<Vec<f32>> {
+    x.iter()
+        .map(|xi| {
+            xi.iter()
+                .zip(mean)
+                .zip(scale)
+                .map(|((v, m), s)| (v - m) / s)
+                .collect()
+        })
+        .collect()
+}
+
 /// A weight per class: `n / (classes · count)` when `balanced` (each class then
 /// weighs as much in the loss as the others), else 1.
 pub(crate) fn class_weights(y: &[usize], classes: usize, balanced: bool) -> Vec<f32> {
@@ -237,15 +250,8 @@ pub fn train_softmax(
     let n = x.len();
     let dim = x.first().map_or(0, Vec::len);
     let (mean, scale) = standardiser(x);
-    let standard = |xi: &Vec<f32>| -> Vec<f32> {
-        xi.iter()
-            .zip(&mean)
-            .zip(&scale)
-            .map(|((v, m), s)| (v - m) / s)
-            .collect()
-    };
-    let xs: Vec<Vec<f32>> = x.iter().map(standard).collect();
-    let vs: Vec<Vec<f32>> = val_x.iter().map(standard).collect();
+    let xs = standardise(x, &mean, &scale);
+    let vs = standardise(val_x, &mean, &scale);
 
     let class_weight = class_weights(y, classes, opts.balanced);
 
@@ -313,7 +319,17 @@ pub fn train_softmax(
     let (val_loss, best_epoch, params, train_loss) = best;
     let (w, b) = params.split_at(wlen);
     let val_logits: Vec<Vec<f32>> = vs.iter().map(|v| logits(w, b, dim, v)).collect();
-    let temperature = fit_temperature(&val_logits, val_y);
+    let (temperature, report) = calibrated_report(
+        &val_logits,
+        val_y,
+        SoftmaxReport {
+            epochs,
+            best_epoch,
+            train_loss,
+            val_loss,
+            ..SoftmaxReport::default()
+        },
+    );
     // Fold the standardisation into the weights: w·((x−m)/s) + b = (w/s)·x + (b − Σ w·m/s).
     let mut weights = vec![0f32; wlen];
     let mut bias = b.to_vec();
@@ -331,6 +347,18 @@ pub fn train_softmax(
         bias,
         temperature,
     };
+    (model, report)
+}
+
+/// Fit the temperature on the validation logits and fill in the validation
+/// figures of `report` (its training figures are kept): the temperature and the
+/// report. Shared by the linear and the MLP head.
+pub(crate) fn calibrated_report(
+    val_logits: &[Vec<f32>],
+    val_y: &[usize],
+    report: SoftmaxReport,
+) -> (f32, SoftmaxReport) {
+    let temperature = fit_temperature(val_logits, val_y);
     let probs = |t: f32| -> Vec<Vec<f32>> {
         val_logits
             .iter()
@@ -347,18 +375,15 @@ pub fn train_softmax(
         .filter(|(z, &c)| argmax(z) == c)
         .count();
     let report = SoftmaxReport {
-        epochs,
-        best_epoch,
-        train_loss,
-        val_loss,
-        val_loss_calibrated: nll(&val_logits, val_y, temperature),
+        val_loss_calibrated: nll(val_logits, val_y, temperature),
         val_accuracy: correct as f64 / val_y.len().max(1) as f64,
         val_ece: (
             expected_calibration_error(&probs(1.0), val_y),
             expected_calibration_error(&probs(temperature), val_y),
         ),
+        ..report
     };
-    (model, report)
+    (temperature, report)
 }
 
 #[cfg(test)]
