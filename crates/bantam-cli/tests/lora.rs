@@ -636,3 +636,126 @@ fn a_labelled_adapter_classifies_through_v1_classify() {
         "base {base}, adapter {tuned}"
     );
 }
+
+/// Input/output pairs rendered through a prompt template (as `bantam eval
+/// --prompt-template` renders them) teach an output format the base does not
+/// know; `bantam eval --task extract` with the same template measures it, and
+/// the result is kept in the adapter's manifest (not in the pulled base's).
+#[test]
+fn a_templated_pair_adapter_extracts_and_its_eval_is_kept_in_its_manifest() {
+    let name = format!("test-lora-ext-{}:v1", std::process::id());
+    let _guard = common::Installed(name.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let first = ["Anna", "Omar", "Li", "Marta", "Kofi", "Ines"];
+    let last = ["Berg", "Haddad", "Wei", "Novak", "Mensah"];
+    let cities = ["Lyon", "Porto", "Graz", "Turku", "Leeds"];
+    let (mut train, mut test) = (String::new(), String::new());
+    for i in 0..30 {
+        let (f, l, c) = (first[i % 6], last[i % 5], cities[(i * 2) % 5]);
+        let input = format!("Please ship order {} to {c} for {f} {l}.", 100 + i * 7);
+        let expected =
+            serde_json::json!({"customer": format!("{l}, {f}"), "city": c.to_uppercase()});
+        train.push_str(
+            &serde_json::json!({"input": input, "output": expected.to_string()}).to_string(),
+        );
+        train.push('\n');
+        test.push_str(&serde_json::json!({"input": input, "expected": expected}).to_string());
+        test.push('\n');
+    }
+    let (train_p, test_p) = (
+        dir.path().join("train.jsonl"),
+        dir.path().join("test.jsonl"),
+    );
+    std::fs::write(&train_p, train).unwrap();
+    std::fs::write(&test_p, test).unwrap();
+    let template = dir.path().join("prompt.txt");
+    std::fs::write(
+        &template,
+        "[system]\nAnswer in JSON with the customer and the city of the order.\n[user]\n{input}\n",
+    )
+    .unwrap();
+    let schema = dir.path().join("schema.json");
+    std::fs::write(
+        &schema,
+        r#"{"type": "object", "properties": {"customer": {"type": "string"}, "city": {"type": "string"}}, "required": ["customer", "city"], "additionalProperties": false}"#,
+    )
+    .unwrap();
+    let mut args = tune_args(train_p.to_str().unwrap(), &name);
+    args.extend([
+        "--prompt-template",
+        template.to_str().unwrap(),
+        "--val-fraction",
+        "0",
+    ]);
+    let (ok, out, err) = common::run(&args);
+    assert!(ok, "{out}\n{err}");
+    assert!(err.contains("30 rows as input/output"), "{err}");
+    // A template that shows {schema} needs the schema.
+    let with_schema = dir.path().join("prompt-schema.txt");
+    std::fs::write(&with_schema, "[user]\n{input}\nSchema: {schema}\n").unwrap();
+    let mut bad = tune_args(train_p.to_str().unwrap(), "x:y");
+    bad.extend(["--prompt-template", with_schema.to_str().unwrap()]);
+    let (ok, _, err) = common::run(&bad);
+    assert!(!ok && err.contains("--schema"), "{err}");
+
+    // The adapter's own copy of the template, given to it alone.
+    let own = dir.path().join("own-prompt.txt");
+    std::fs::copy(&template, &own).unwrap();
+    let own_arg = format!("{name}={}", own.display());
+    let results = dir.path().join("eval");
+    let eval = |target_template: &str| {
+        common::run(&[
+            "eval",
+            test_p.to_str().unwrap(),
+            "--task",
+            "extract",
+            "--schema",
+            schema.to_str().unwrap(),
+            "--prompt-template",
+            template.to_str().unwrap(),
+            "--target",
+            common::MODEL,
+            "--target",
+            &name,
+            "--target-template",
+            target_template,
+            "--out",
+            results.to_str().unwrap(),
+        ])
+    };
+    let (ok, _, err) = eval("nobody:x=prompt.txt");
+    assert!(
+        !ok && err.contains("is not one of the --target values"),
+        "{err}"
+    );
+    let (ok, out, err) = eval(&own_arg);
+    assert!(ok, "{out}\n{err}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(results.join("summary.json")).unwrap())
+            .unwrap();
+    let f1 = |t: &str| summary["targets"][t]["field_f1"].as_f64().unwrap();
+    let (base, tuned) = (f1(common::MODEL), f1(&name));
+    println!("field F1 on its 30 training texts: base {base:.2}, adapter {tuned:.2}");
+    assert!(
+        tuned >= 0.8 && tuned > base + 0.3,
+        "base {base}, adapter {tuned}"
+    );
+    // Kept in the adapter's manifest, shown by `bantam show`; the base is untouched.
+    assert!(err.contains("result kept in its manifest"), "{err}");
+    let (ok, out, _) = common::run(&["show", &name, "--json"]);
+    assert!(ok);
+    let m: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let evals = m["evals"].as_array().expect("evals in the manifest");
+    assert_eq!(evals.len(), 1, "{m}");
+    assert_eq!(evals[0]["task"], "extract");
+    assert_eq!(evals[0]["items"], 30);
+    assert_eq!(evals[0]["metrics"]["field_f1"].as_f64(), Some(tuned));
+    assert_eq!(evals[0]["prompt_template"], own.display().to_string());
+    let (_, text, _) = common::run(&["show", &name]);
+    assert!(
+        text.contains("evaluations") && text.contains("field_f1"),
+        "{text}"
+    );
+    let (_, base_json, _) = common::run(&["show", common::MODEL, "--json"]);
+    assert!(!base_json.contains("\"evals\""), "{base_json}");
+}
