@@ -409,6 +409,12 @@ impl Store {
             .get(&name.to_string())
             .map(|m| m.options)
             .unwrap_or_default();
+        // The same file again under the same name is the same model: what is
+        // known about it (how it was trained, how it scored) stays.
+        let (training, evals) = match self.get(&name.to_string()) {
+            Ok(old) if old.digest == format!("sha256:{actual}") => (old.training, old.evals),
+            _ => (None, Vec::new()),
+        };
         let manifest = Manifest {
             schema: 1,
             name: name.to_string(),
@@ -431,8 +437,8 @@ impl Store {
             options: old_options,
             previous,
             kind: (info.get_str("general.type") == Some("adapter")).then(|| "adapter".to_string()),
-            training: None,
-            evals: Vec::new(),
+            training,
+            evals,
         };
         self.write_manifest(&manifest)?;
         Ok(manifest)

@@ -530,6 +530,9 @@ fn eval_records_are_kept_per_key_follow_exports_and_skip_a_replaced_model() {
     let (_d2, other) = store();
     let back = other.import_archive(&archive, None, &NoProgress).unwrap();
     assert_eq!(back.evals, got.evals);
+    // Importing the same file again keeps them (same model); another file does not.
+    let again = s.import_file(&p, &opts, &NoProgress).unwrap();
+    assert_eq!(again.evals, got.evals);
     // A name that now points at another model is left alone.
     std::fs::write(&p, model_bytes("two")).unwrap();
     let m2 = s.import_file(&p, &opts, &NoProgress).unwrap();
