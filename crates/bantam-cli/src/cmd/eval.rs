@@ -497,11 +497,17 @@ fn evaluate(
         }
         drop(local);
     }
-    // Summaries over everything in items.jsonl for these targets. A target that had
-    // nothing left to do keeps the peak memory of the run that did its items.
+    // Summaries over this command's items in items.jsonl (a directory may also
+    // hold results of another --limit; they are kept but not counted). A target
+    // that had nothing left to do keeps the peak memory of the run that did its
+    // items.
+    let selected: HashSet<usize> = items.iter().map(|i| i.index).collect();
     let mut summary = Map::new();
     for (target, spec, _) in targets {
-        let rs: Vec<&ItemResult> = all.iter().filter(|r| &r.target == target).collect();
+        let rs: Vec<&ItemResult> = all
+            .iter()
+            .filter(|r| &r.target == target && selected.contains(&r.index))
+            .collect();
         let mut s = run::summarize(&task, &rs);
         match spec {
             TargetSpec::Local(_) => {
